@@ -1,0 +1,3 @@
+"""Audio front ends and I/O."""
+
+from mpe_ssl.audio.hcqt import HCQT

@@ -1,0 +1,367 @@
+"""Harmonic constant-Q (strictly: variable-Q) transform front end.
+
+Reference settings are those of the ss-mpe paper's public code: mono audio at
+``grid.SAMPLE_RATE``, hop ``grid.HOP_LENGTH``, ``grid.N_BINS`` bins per channel at
+``grid.BINS_PER_OCTAVE`` bins per octave, channel ``h`` of ``grid.HARMONICS`` starting
+at ``h * grid.FMIN``. The filters are librosa-style wavelets with ``gamma=None``:
+a Hann-windowed complex exponential per bin, L1-normalised, whose length is
+``Q * sr / (f + gamma / alpha)`` with ``alpha = (2**(2/bpo) - 1) / (2**(2/bpo) + 1)``,
+``Q = 1 / alpha`` and ``gamma = 24.7 * alpha / 0.108`` (librosa's ERB-based offset, so
+``gamma / alpha = 228.7 Hz``). Magnitudes are scaled like ``librosa.vqt(scale=True)``.
+
+Computation (multirate, as in nnAudio's ``CQT2010v2``/``VQT`` and librosa):
+
+* the audio is repeatedly low-passed and decimated by 2 with nnAudio's anti-aliasing
+  filter (``nnAudio.utils.create_lowpass_filter``, made odd-length so that decimation
+  is zero-phase); level ``j`` runs at ``sr / 2**j`` with hop ``hop / 2**j``;
+* every bin is computed at the coarsest level whose pass band still holds its filter's
+  main lobe, by one strided convolution per level for all bins of all harmonics;
+* bins depend only on their centre frequency, so harmonics whose fmin differ by a whole
+  number of bins (0.5, 1, 2, 4 at 60 bins/octave) share one "ladder" of bins and are
+  sliced out of it; 3 and 5 get their own ladders. Slicing is therefore identical to a
+  direct per-harmonic transform (``HCQT(harmonics=(h,))``), not an approximation;
+* bins whose centre frequency is at or above Nyquist are never computed and are zero.
+
+Why not ``nnAudio.features.VQT`` directly: (1) its ``gamma`` is divided by
+``2**(1/bpo) - 1`` rather than librosa's ``alpha`` and its ``Q`` uses the same
+constant, so librosa's ``gamma=None`` needs ``gamma=228.7*(2**(1/bpo)-1)`` and
+``filter_scale=(2**(1/bpo)-1)/alpha`` to match; (2) it halves the hop once per octave
+of bins, so with hop 256 it cannot compute more than 9 octaves (the shared
+13.75 Hz..Nyquist ladder has 9.7), and it aligns octaves of unequal frame counts by
+bilinear interpolation; (3) its 256-tap decimation filter delays each level by half a
+sample, i.e. 0.5 * (2**j - 1) input samples (half a frame at the lowest level);
+(4) one VQT module per harmonic repeats the decimation cascade six times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mpe_ssl import grid
+
+__all__ = ["HCQT", "magnitude_to_decibels", "scale_decibels", "magnitude_to_unit"]
+
+# ERB-based bandwidth offset of librosa's vqt(gamma=None): gamma / alpha in Hz.
+_ERB_OFFSET_HZ = 24.7 / 0.108
+# Anti-aliasing filter for decimation by 2 (nnAudio's design, odd length -> zero phase).
+_LOWPASS_TAPS = 255
+# A bin may run at level j when its main lobe ends below this fraction of sr_j / 2
+# (the decimation filter is flat to 0.97 * sr_j / 2; margin for the Hann side lobes).
+_PASSBAND_FRACTION = 0.9
+# Block length of the overlap-save FFT convolution used for decimation.
+_DECIMATE_FFT = 4096
+
+
+def magnitude_to_decibels(magnitude: Tensor, db_floor: float = -80.0) -> Tensor:
+    """Power in dB relative to each batch item's maximum, floored at ``db_floor``.
+
+    Args:
+        magnitude: linear magnitudes ``(batch, ...)`` (e.g. ``(batch, harmonics, bins,
+            frames)``), non-negative.
+        db_floor: lowest value in dB (negative, e.g. -80).
+
+    Returns:
+        ``(batch, ...)`` dB values in ``[db_floor, 0]``: ``10 log10(|X|^2 / max |X|^2)``
+        where the max runs over all non-batch dimensions of the item (all harmonics,
+        bins and frames). An all-zero item (silence) is entirely ``db_floor``.
+    """
+    if magnitude.dim() < 1:
+        raise ValueError("magnitude needs a leading batch dimension")
+    db_floor = -abs(float(db_floor))
+    power = magnitude.float().square()
+    max_power = power.flatten(1).amax(dim=1) if power.dim() > 1 else power
+    max_power = max_power.reshape((-1,) + (1,) * (power.dim() - 1))
+    ratio = power / max_power.clamp_min(torch.finfo(torch.float32).tiny)
+    return 10.0 * torch.log10(ratio.clamp_min(10.0 ** (db_floor / 10.0)))
+
+
+def scale_decibels(decibels: Tensor, db_floor: float = -80.0) -> Tensor:
+    """Map dB values in ``[db_floor, 0]`` linearly to ``[0, 1]``: ``1 + dB / |db_floor|``.
+
+    Values below ``db_floor`` are clamped to 0 and above 0 dB to 1. Shape is unchanged.
+    """
+    db_floor = abs(float(db_floor))
+    return (1.0 + decibels / db_floor).clamp(0.0, 1.0)
+
+
+def magnitude_to_unit(magnitude: Tensor, db_floor: float = -80.0) -> Tensor:
+    """``scale_decibels(magnitude_to_decibels(magnitude))``: linear magnitudes ->
+    the ``[0, 1]`` log scale of :class:`HCQT` (0 = ``db_floor`` or below, 1 = item max)."""
+    return scale_decibels(magnitude_to_decibels(magnitude, db_floor), db_floor)
+
+
+def _relative_bandwidth(bins_per_octave: int) -> float:
+    """librosa's relative bandwidth ``alpha`` of a geometric filterbank."""
+    r = 2.0 ** (2.0 / bins_per_octave)
+    return (r - 1.0) / (r + 1.0)
+
+
+def _wavelets(freqs: np.ndarray, lengths: np.ndarray, sr: float, half: int) -> np.ndarray:
+    """Complex wavelets ``(len(freqs), 2 * half + 1)``, each centred on sample ``half``.
+
+    Row ``i``: Hann window of (fractional) length ``lengths[i]`` samples, exactly
+    symmetric about the centre, times ``exp(2j pi freqs[i] n / sr)``, L1-normalised.
+    """
+    n = np.arange(-half, half + 1, dtype=np.float64)[None, :]
+    length = np.asarray(lengths, dtype=np.float64)[:, None]
+    window = np.where(np.abs(n) < length / 2.0, 0.5 + 0.5 * np.cos(2.0 * np.pi * n / length), 0.0)
+    sig = window * np.exp(2j * np.pi * np.asarray(freqs, dtype=np.float64)[:, None] * n / sr)
+    return sig / np.abs(sig).sum(axis=1, keepdims=True)
+
+
+class HCQT(nn.Module):
+    """Harmonic VQT of a batch of mono audio, log-scaled to ``[0, 1]``.
+
+    Channel ``c`` holds harmonic ``h = harmonics[c]``; its bin ``k`` is centred on
+    ``h * fmin * 2 ** (k / bins_per_octave)`` Hz. So a sinusoid at ``f`` Hz shows up in
+    channel ``h`` at the bin of ``f / h`` Hz, i.e. ``12 * log2(h)`` semitones *below* its
+    own pitch (``h = 2``: the A4 sine lands one octave down, on A3's bin); seen the other
+    way, bin ``k`` of channel ``h`` holds the ``h``-th harmonic of pitch ``bin_to_midi(k)``.
+
+    No trainable parameters; filters are non-persistent buffers (moved by ``.to()``,
+    rebuilt from the constructor arguments, not stored in checkpoints).
+
+    Args:
+        sample_rate: audio sample rate in Hz.
+        hop_length: samples between frames (frames are centred: frame ``t`` at sample
+            ``t * hop_length``); must be a positive integer.
+        fmin: centre frequency in Hz of bin 0 of the ``h = 1`` channel.
+        bins_per_octave: frequency resolution.
+        n_bins: bins per harmonic channel.
+        harmonics: harmonic multipliers, one channel each, in output order.
+        db_floor: dB floor of the ``[0, 1]`` scaling (negative).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = grid.SAMPLE_RATE,
+        hop_length: int = grid.HOP_LENGTH,
+        fmin: float = grid.FMIN,
+        bins_per_octave: int = grid.BINS_PER_OCTAVE,
+        n_bins: int = grid.N_BINS,
+        harmonics: Sequence[float] = grid.HARMONICS,
+        db_floor: float = -80.0,
+    ) -> None:
+        super().__init__()
+        from nnAudio.utils import create_lowpass_filter
+
+        if int(hop_length) != hop_length or hop_length < 1:
+            raise ValueError(f"hop_length must be a positive integer, got {hop_length}")
+        if len(harmonics) == 0 or any(h <= 0 for h in harmonics):
+            raise ValueError(f"harmonics must be positive, got {harmonics}")
+        if fmin <= 0 or n_bins < 1 or bins_per_octave < 1:
+            raise ValueError("fmin, n_bins and bins_per_octave must be positive")
+
+        self.sample_rate = int(sample_rate)
+        self.hop_length = int(hop_length)
+        self.fmin = float(fmin)
+        self.bins_per_octave = int(bins_per_octave)
+        self.n_bins = int(n_bins)
+        self.harmonics = tuple(float(h) for h in harmonics)
+        self.db_floor = -abs(float(db_floor))
+
+        sr = float(self.sample_rate)
+        nyquist = sr / 2.0
+        alpha = _relative_bandwidth(self.bins_per_octave)
+        q = 1.0 / alpha
+        offset = _ERB_OFFSET_HZ
+
+        # --- group harmonics into ladders of bins: same fractional bin position ---
+        positions = [self.bins_per_octave * math.log2(h) for h in self.harmonics]
+        ladders: list[dict] = []  # each: base position (float), list of harmonic idx
+        for c, p in enumerate(positions):
+            for lad in ladders:
+                d = p - lad["base"]
+                if abs(d - round(d)) < 1e-6:
+                    lad["members"].append(c)
+                    break
+            else:
+                ladders.append({"base": p, "members": [c]})
+        for lad in ladders:  # re-base on the lowest member, integer offsets per member
+            lad["base"] = min(positions[c] for c in lad["members"])
+            lad["offsets"] = {c: int(round(positions[c] - lad["base"])) for c in lad["members"]}
+
+        # --- every computed bin: (frequency, ladder, index in ladder) ---
+        freqs: list[float] = []
+        gather = np.full((len(self.harmonics), self.n_bins), -1, dtype=np.int64)
+        for lad in ladders:
+            f0 = self.fmin * 2.0 ** (lad["base"] / self.bins_per_octave)
+            span = max(lad["offsets"].values()) + self.n_bins
+            lad_f = f0 * 2.0 ** (np.arange(span) / self.bins_per_octave)
+            n_valid = int(np.sum(lad_f < nyquist))
+            start = len(freqs)
+            freqs.extend(lad_f[:n_valid].tolist())
+            for c, off in lad["offsets"].items():
+                k = np.arange(self.n_bins)
+                ok = off + k < n_valid
+                gather[c, ok] = start + off + k[ok]
+        freqs_np = np.asarray(freqs, dtype=np.float64)
+        n_computed = len(freqs_np)
+        if n_computed == 0:
+            raise ValueError("every bin of every harmonic lies above Nyquist")
+        self.n_computed_bins = n_computed
+        #: centre frequencies in Hz, (harmonics, bins); bins at/above Nyquist hold nan.
+        bin_hz = np.where(gather >= 0, freqs_np[np.clip(gather, 0, None)], np.nan)
+        self.register_buffer(
+            "bin_frequencies", torch.tensor(bin_hz, dtype=torch.float32), persistent=False
+        )
+        #: True where the bin lies below Nyquist (computed), (harmonics, bins).
+        self.register_buffer("valid_bins", torch.tensor(gather >= 0), persistent=False)
+        gather[gather < 0] = n_computed  # points at an all-zero row
+        self.register_buffer(
+            "_gather", torch.tensor(gather.reshape(-1), dtype=torch.long), persistent=False
+        )
+
+        # --- filter lengths (librosa's wavelet_lengths) and multirate level per bin ---
+        lengths = q * sr / (freqs_np + offset)  # samples at the full rate
+        lobe_edge = freqs_np + 2.0 * (freqs_np + offset) / q  # end of Hann main lobe
+        max_level = 0
+        while self.hop_length % (2 ** (max_level + 1)) == 0:
+            max_level += 1
+        level = np.zeros(n_computed, dtype=np.int64)
+        for j in range(1, max_level + 1):
+            fits = lobe_edge <= _PASSBAND_FRACTION * nyquist / 2**j
+            level[fits] = j
+        self.num_levels = int(level.max()) + 1
+        # librosa.vqt(scale=True) output = (L1-normalised response) * sqrt(length).
+        scale = np.sqrt(lengths)
+
+        order: list[np.ndarray] = []
+        self._level_sizes: list[int] = []
+        self._level_half: list[int] = []
+        for j in range(self.num_levels):
+            idx = np.flatnonzero(level == j)
+            order.append(idx)
+            self._level_sizes.append(len(idx))
+            if len(idx) == 0:
+                self._level_half.append(0)
+                self.register_buffer(f"_kernels_{j}", torch.zeros(0, 1, 1), persistent=False)
+                continue
+            sr_j = sr / 2**j
+            len_j = lengths[idx] / 2**j
+            half = int(math.ceil(len_j.max() / 2.0))
+            bank = _wavelets(freqs_np[idx], len_j, sr_j, half)
+            # conv1d correlates, so the response <x, conj(w)> needs conj(w) = (re, -im);
+            # the magnitude does not care but keep the phase convention of librosa.
+            kern = np.concatenate([bank.real, -bank.imag], axis=0)[:, None, :]
+            self._level_half.append(half)
+            self.register_buffer(
+                f"_kernels_{j}", torch.tensor(kern, dtype=torch.float32), persistent=False
+            )
+        perm = np.concatenate(order)  # row r of the stacked output is bin perm[r]
+        inv = np.empty_like(perm)
+        inv[perm] = np.arange(n_computed)
+        self.register_buffer("_unpermute", torch.tensor(inv, dtype=torch.long), persistent=False)
+        self.register_buffer(
+            "_scale", torch.tensor(scale[perm], dtype=torch.float32), persistent=False
+        )
+
+        lowpass = create_lowpass_filter(
+            band_center=0.5, kernelLength=_LOWPASS_TAPS, transitionBandwidth=0.001
+        ).astype(np.float64)
+        lowpass /= lowpass.sum()  # unit DC gain
+        self.register_buffer(
+            "_lowpass", torch.tensor(lowpass, dtype=torch.float32)[None, None], persistent=False
+        )
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames for ``num_samples`` samples: ``1 + num_samples // hop_length``."""
+        return 1 + int(num_samples) // self.hop_length
+
+    def _check_audio(self, audio: Tensor) -> Tensor:
+        if not isinstance(audio, Tensor):
+            raise TypeError(f"audio must be a torch.Tensor, got {type(audio).__name__}")
+        if audio.dim() != 2:
+            raise ValueError(
+                f"audio must have shape (batch, samples), got {tuple(audio.shape)} "
+                f"(rank {audio.dim()}); use audio[None] for one excerpt"
+            )
+        if audio.shape[-1] < 1:
+            raise ValueError("audio has no samples")
+        return audio.float()
+
+    def _decimate(self, x: Tensor) -> Tensor:
+        """Low-pass and keep every 2nd sample: ``(batch, 1, L) -> (batch, 1, ceil(L / 2))``.
+
+        Equals ``conv1d(x, lowpass, stride=2, padding=taps // 2)`` (zero-phase: output
+        sample ``i`` sits on input sample ``2 i``) computed by overlap-save FFT
+        convolution in blocks of ``_DECIMATE_FFT`` samples; a single-channel 255-tap
+        conv1d, or one FFT over the whole excerpt, is several times slower on CPU.
+        """
+        taps = self._lowpass.shape[-1]
+        n = x.shape[-1]
+        n_fft = _DECIMATE_FFT
+        step = n_fft - (taps - 1)
+        need = n + taps // 2  # full-convolution outputs 0 .. need - 1 are used
+        n_blocks = -(-need // step)
+        right = (n_blocks - 1) * step + n_fft - (taps - 1) - n
+        xp = F.pad(x, (taps - 1, right))
+        blocks = xp.unfold(-1, n_fft, step)  # (batch, 1, n_blocks, n_fft)
+        spec = torch.fft.rfft(blocks, n_fft) * torch.fft.rfft(self._lowpass[0, 0], n_fft)
+        full = torch.fft.irfft(spec, n_fft)[..., taps - 1 :].flatten(-2)
+        return full[..., taps // 2 : taps // 2 + n : 2]
+
+    def magnitudes(self, audio: Tensor) -> Tensor:
+        """Linear HCQT magnitudes.
+
+        Args:
+            audio: ``(batch, samples)`` float mono audio at ``sample_rate`` (full scale
+                +-1).
+
+        Returns:
+            ``(batch, len(harmonics), n_bins, frames)`` float32 magnitudes, librosa
+            ``vqt(scale=True)`` units (a unit-amplitude sinusoid on a bin's centre gives
+            about ``sqrt(filter length in samples) / 2``); ``frames =
+            1 + samples // hop_length``; bins at or above Nyquist are exactly 0.
+        """
+        x = self._check_audio(audio)
+        batch, n = x.shape
+        n_frames = self.num_frames(n)
+        x = x[:, None, :]
+        outs: list[Tensor] = []
+        for j in range(self.num_levels):
+            if j > 0:
+                x = self._decimate(x)
+            if self._level_sizes[j] == 0:
+                continue
+            hop_j = self.hop_length // 2**j
+            half = self._level_half[j]
+            # centred frames: frame t is centred on sample t * hop_j of this level.
+            need = (n_frames - 1) * hop_j + 2 * half + 1
+            right = max(need - half - x.shape[-1], 0)
+            xp = F.pad(x, (half, right))
+            y = F.conv1d(xp, getattr(self, f"_kernels_{j}"), stride=hop_j)[..., :n_frames]
+            # rows 0..m-1 real, m..2m-1 imaginary part -> |.| over that pair
+            outs.append(torch.hypot(*y.unflatten(1, (2, -1)).unbind(1)))
+        mag = torch.cat(outs, dim=1) * self._scale[:, None]
+        mag = mag[:, self._unpermute]
+        mag = torch.cat([mag, mag.new_zeros(batch, 1, n_frames)], dim=1)
+        mag = mag[:, self._gather].reshape(batch, len(self.harmonics), self.n_bins, n_frames)
+        return mag
+
+    def forward(self, audio: Tensor) -> Tensor:
+        """HCQT on the ``[0, 1]`` log scale.
+
+        Args:
+            audio: ``(batch, samples)`` float mono audio.
+
+        Returns:
+            ``(batch, len(harmonics), n_bins, frames)`` float32 in ``[0, 1]``:
+            ``1 + dB / |db_floor|`` with dB the power relative to the item's maximum over all
+            harmonics, bins and frames, floored at ``db_floor``. Silence gives all 0.
+        """
+        return magnitude_to_unit(self.magnitudes(audio), self.db_floor)
+
+    def extra_repr(self) -> str:
+        return (
+            f"sample_rate={self.sample_rate}, hop_length={self.hop_length}, fmin={self.fmin}, "
+            f"bins_per_octave={self.bins_per_octave}, n_bins={self.n_bins}, "
+            f"harmonics={self.harmonics}, levels={self.num_levels}, "
+            f"computed_bins={self.n_computed_bins}"
+        )

@@ -1,0 +1,88 @@
+"""The ``mpe-ssl`` command.
+
+- ``mpe-ssl fit|validate|test|predict --config experiments/X.yaml`` (LightningCLI: any
+  :class:`~mpe_ssl.systems.MPESystem` and any LightningDataModule, chosen by ``class_path``);
+- ``mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR``;
+- ``mpe-ssl data render [options]``.
+
+Errors caused by the user's input print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningCLI
+
+from mpe_ssl.errors import MpeSslError
+from mpe_ssl.systems import MPESystem
+
+USAGE = """usage: mpe-ssl {fit,validate,test,predict} --config CONFIG.yaml [options]
+       mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR
+       mpe-ssl data render [--root DIR] [--seed N] [--train N --val N --test N] [--soundfont PATH]"""
+
+
+def lightning_cli(argv: list[str], run: bool = True) -> LightningCLI:
+    """Build (and by default run) the LightningCLI over every system and data module."""
+    return LightningCLI(
+        MPESystem,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        # LightningCLI warns when given args that are also on sys.argv (the console script)
+        args=None if argv == sys.argv[1:] else argv,
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
+        auto_configure_optimizers=False,
+    )
+
+
+_NOISE = re.compile(
+    r"Does not validate against|Subtypes:|^Errors:|Expected a <class 'NoneType'>|Given value|Expected a path but"
+)
+
+
+def config_error_line(error: argparse.ArgumentError) -> str:
+    """Condense jsonargparse's nested report into one line that keeps the key and the reason."""
+    lines = [line.strip().lstrip("- ").strip() for line in str(error).splitlines()]
+    kept = [line for line in lines if line and not _NOISE.search(line)]
+    return "config: " + " ".join(kept)
+
+
+def _dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] == "transcribe":
+        from mpe_ssl.transcribe import main as transcribe_main
+
+        return transcribe_main(argv[1:])
+    if argv[0] == "data":
+        if argv[1:2] != ["render"]:
+            raise MpeSslError(f"unknown data command {argv[1:2] or ''}; expected 'mpe-ssl data render'")
+        from mpe_ssl.data.render import main as render_main
+
+        return render_main(argv[2:])
+    lightning_cli(argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except MpeSslError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentError as error:
+        print(f"error: {config_error_line(error)} (see 'mpe-ssl {argv[0]} --help')", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The embedded dataset: Bach chorales of music21's corpus rendered with SoundFont instruments.
+
+``mpe-ssl data render`` (:func:`main`) writes a dataset root; :class:`RenderedChorales`
+reads one split of it as torch items.
+"""
+
+from mpe_ssl.data.datasets import RenderedChorales, load_notes, note_targets
+from mpe_ssl.data.render import (
+    DEFAULT_PROGRAMS,
+    RenderConfig,
+    load_manifest,
+    load_multipitch,
+    main,
+    read_notes,
+    render_dataset,
+    split_assignment,
+)
+
+__all__ = [
+    "DEFAULT_PROGRAMS",
+    "RenderConfig",
+    "RenderedChorales",
+    "load_manifest",
+    "load_multipitch",
+    "load_notes",
+    "main",
+    "note_targets",
+    "read_notes",
+    "render_dataset",
+    "split_assignment",
+]

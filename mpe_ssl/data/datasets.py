@@ -1,0 +1,213 @@
+"""Torch datasets over a rendered chorale root (see :mod:`mpe_ssl.data.render`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from mpe_ssl import grid
+from mpe_ssl.data.render import SPLITS, load_manifest, load_multipitch, read_notes
+from mpe_ssl.errors import MpeSslError
+
+__all__ = ["RenderedChorales", "note_targets", "load_notes", "load_multipitch"]
+
+
+def load_notes(path: str | os.PathLike) -> np.ndarray:
+    """A notes.csv as an int64 array ``(notes, 3)``: onset sample, offset sample, MIDI pitch."""
+    rows = read_notes(path)
+    sr = grid.SAMPLE_RATE
+    out = np.array(
+        [(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"]) for r in rows], dtype=np.int64
+    )
+    return out.reshape(-1, 3)
+
+
+def note_targets(notes: np.ndarray, start_sample: int, num_samples: int) -> torch.Tensor:
+    """Frame-level targets ``(grid.N_BINS, grid.num_frames(num_samples))`` of an excerpt.
+
+    Frame ``j`` of the excerpt is at sample ``start_sample + j * hop`` (``start_sample`` a
+    multiple of the hop); a note ``(on, off, pitch)`` in samples is active there when
+    ``on <= t < off``, and sets the bin nearest to its pitch to 1.
+    """
+    hop = grid.HOP_LENGTH
+    if start_sample % hop:
+        raise ValueError(f"start_sample {start_sample} is not a multiple of the hop {hop}")
+    frames = grid.num_frames(num_samples)
+    targets = torch.zeros(grid.N_BINS, frames, dtype=torch.float32)
+    if len(notes) == 0:
+        return targets
+    start_frame = start_sample // hop
+    first = -(-notes[:, 0] // hop) - start_frame  # first frame with t >= on
+    stop = -(-notes[:, 1] // hop) - start_frame  # first frame with t >= off
+    first = np.clip(first, 0, frames)
+    stop = np.clip(stop, 0, frames)
+    bins = np.rint(grid.midi_to_bin(notes[:, 2].astype(np.float64))).astype(np.int64)
+    for a, b, k in zip(first, stop, bins):
+        if b > a and 0 <= k < grid.N_BINS:
+            targets[k, a:b] = 1.0
+    return targets
+
+
+class RenderedChorales(Dataset):
+    """Excerpts (or whole pieces) of one split of a rendered chorale root.
+
+    Args:
+        root: a directory written by :func:`mpe_ssl.data.render.render_dataset`.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        excerpt_seconds: excerpt length (rounded to a whole number of hops so that every
+            excerpt has the same number of samples); ``None``: whole pieces, one item each
+            (lengths differ, so batch size 1).
+        random_excerpts: random excerpt positions (default for ``"train"``) or evenly
+            spaced deterministic ones (default otherwise).
+        items_per_epoch: length of the dataset. Random: defaults to as many excerpts as
+            fit in the split end to end. Deterministic: that many of the evenly spaced
+            excerpts (spread over the list); defaults to all of them.
+        excerpts_per_piece: deterministic mode: excerpts per piece (default: as many as fit
+            end to end, at least one).
+        seed: seeds the random excerpts in the main process; a DataLoader worker mixes it
+            with its own seed (which differs per worker and per epoch).
+        stream: the ``stream`` value of every item (``"labelled"``).
+        max_pieces: use only the first N pieces of the split.
+        cache_audio: keep every piece's audio in memory after the first read.
+
+    Items are dicts: ``audio`` float32 ``(samples,)``, ``targets`` float32
+    ``(grid.N_BINS, grid.num_frames(samples))``, ``stream`` str, ``track`` (piece id),
+    ``start_frame`` int (frame of the piece at which the excerpt starts; the excerpt starts
+    at sample ``start_frame * grid.HOP_LENGTH``). Excerpts running past the end of a piece
+    are zero-padded (audio and targets).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        excerpt_seconds: float | None = None,
+        random_excerpts: bool | None = None,
+        items_per_epoch: int | None = None,
+        excerpts_per_piece: int | None = None,
+        seed: int = 0,
+        stream: str = "labelled",
+        max_pieces: int | None = None,
+        cache_audio: bool = False,
+    ):
+        if split not in SPLITS:
+            raise MpeSslError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
+        self.root = Path(root)
+        manifest = load_manifest(self.root)
+        self.pieces = [p for p in manifest["pieces"] if p["split"] == split]
+        if max_pieces is not None:
+            self.pieces = self.pieces[: int(max_pieces)]
+        if not self.pieces:
+            raise MpeSslError(f"{self.root}: no {split} pieces in the manifest")
+        if manifest.get("sample_rate", grid.SAMPLE_RATE) != grid.SAMPLE_RATE:
+            raise MpeSslError(f"{self.root}: rendered at {manifest['sample_rate']} Hz, not {grid.SAMPLE_RATE} Hz")
+        self.split = split
+        self.stream = stream
+        self.seed = int(seed)
+        self.cache_audio = cache_audio
+        self.random = (split == "train") if random_excerpts is None else bool(random_excerpts)
+        self.lengths = np.array([int(p["num_samples"]) for p in self.pieces], dtype=np.int64)
+        hop = grid.HOP_LENGTH
+        if excerpt_seconds is None:
+            self.excerpt_samples = None
+            self.random = False
+            self.index = [(i, 0) for i in range(len(self.pieces))]
+        else:
+            if excerpt_seconds <= 0:
+                raise MpeSslError(f"excerpt_seconds: {excerpt_seconds} must be positive")
+            self.excerpt_samples = hop * max(1, int(round(excerpt_seconds * grid.SAMPLE_RATE / hop)))
+            self.index = self._even_excerpts(excerpts_per_piece)
+            if not self.random and items_per_epoch is not None and items_per_epoch < len(self.index):
+                pick = np.linspace(0, len(self.index) - 1, int(items_per_epoch)).round().astype(int)
+                self.index = [self.index[i] for i in pick]
+        self.length = int(items_per_epoch) if (self.random and items_per_epoch) else len(self.index)
+        if self.random:
+            # Start frames 0 .. last; a piece is drawn in proportion to its start positions.
+            self.last_start_frame = np.maximum(self.lengths - self.excerpt_samples, 0) // hop
+            weights = (self.last_start_frame + 1).astype(np.float64)
+            self.piece_weights = torch.from_numpy(weights / weights.sum())
+        self._notes: dict[int, np.ndarray] = {}
+        self._audio: dict[int, np.ndarray] = {}
+        self._generator = None
+        self._generator_owner = None
+
+    # ------------------------------------------------------------------ index
+    def _even_excerpts(self, per_piece: int | None) -> list[tuple[int, int]]:
+        hop, size = grid.HOP_LENGTH, self.excerpt_samples
+        index = []
+        for i, n in enumerate(self.lengths):
+            count = per_piece if per_piece is not None else max(1, int(n // size))
+            last = max(int(n) - size, 0) // hop  # last start frame within the piece
+            starts = np.linspace(0, last, max(1, int(count))).round().astype(np.int64) * hop
+            index += [(i, int(s)) for s in starts]
+        return index
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self) -> torch.Generator:
+        info = torch.utils.data.get_worker_info()
+        owner = (os.getpid(), None if info is None else info.id)
+        if self._generator is None or self._generator_owner != owner:
+            seed = self.seed if info is None else (info.seed + 1_000_003 * self.seed)
+            self._generator = torch.Generator().manual_seed(seed % (2**63))
+            self._generator_owner = owner
+        return self._generator
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_generator"] = None
+        state["_generator_owner"] = None
+        return state
+
+    # ------------------------------------------------------------------ loading
+    def notes(self, i: int) -> np.ndarray:
+        """Notes of piece ``i``: ``(notes, 3)`` onset sample, offset sample, MIDI pitch."""
+        if i not in self._notes:
+            self._notes[i] = load_notes(self.root / self.pieces[i]["notes"])
+        return self._notes[i]
+
+    def _read(self, i: int, start: int, size: int | None) -> np.ndarray:
+        path = self.root / self.pieces[i]["mix"]
+        if self.cache_audio:
+            if i not in self._audio:
+                self._audio[i] = sf.read(str(path), dtype="float32")[0]
+            audio = self._audio[i][start : None if size is None else start + size]
+        else:
+            stop = None if size is None else min(start + size, int(self.lengths[i]))
+            audio = sf.read(str(path), start=start, stop=stop, dtype="float32")[0]
+        if audio.ndim > 1:
+            audio = audio.mean(axis=1)
+        if size is not None and len(audio) < size:
+            audio = np.pad(audio, (0, size - len(audio)))
+        return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def __getitem__(self, item: int) -> dict:
+        if not 0 <= item < self.length:
+            raise IndexError(item)
+        hop = grid.HOP_LENGTH
+        if self.random:
+            g = self._rng()
+            i = int(torch.multinomial(self.piece_weights, 1, generator=g))
+            start = hop * int(torch.randint(0, int(self.last_start_frame[i]) + 1, (1,), generator=g))
+        else:
+            i, start = self.index[item]
+        audio = self._read(i, start, self.excerpt_samples)
+        targets = note_targets(self.notes(i), start, len(audio))
+        return {
+            "audio": torch.from_numpy(audio),
+            "targets": targets,
+            "stream": self.stream,
+            "track": self.pieces[i]["id"],
+            "start_frame": start // hop,
+        }
+
+    def __repr__(self) -> str:
+        mode = "whole pieces" if self.excerpt_samples is None else (
+            f"{self.excerpt_samples / grid.SAMPLE_RATE:.2f} s {'random' if self.random else 'even'} excerpts")
+        return f"RenderedChorales({str(self.root)!r}, {self.split!r}, {len(self.pieces)} pieces, {mode}, {len(self)} items)"

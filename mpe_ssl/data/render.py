@@ -1,0 +1,723 @@
+"""Render the Bach chorales with SoundFont instruments: ``mpe-ssl data render``.
+
+Each part of each chorale is played by a General MIDI program drawn from a pool, through
+``tinysoundfont`` at the grid's sample rate, one synthesiser per part so that every part
+has its own stem. Everything random (the split, the programs, the part gains, the tempo)
+comes from the config's seed, so the same config gives bit-identical audio and labels.
+
+On-disk layout of a dataset root (default ``data/cache/chorales/<config hash>``)::
+
+    config.json                  the render config and its hash
+    manifest.json                the pieces of the last request: split, paths, duration
+    <split>/<piece_id>/mix.wav   the mixture, mono, grid.SAMPLE_RATE
+    <split>/<piece_id>/stems/<part>.wav   one stem per part; mix == sum of stems
+    <split>/<piece_id>/notes.csv          part, program, onset_s, offset_s, midi_pitch
+    <split>/<piece_id>/multipitch.txt     mir_eval multipitch: time, then Hz of each pitch
+    <split>/<piece_id>/meta.json          id, split, programs, gains, tempo, duration, seed
+
+A piece is rendered into ``.tmp/`` and renamed into place only when all its files are
+written, so an interrupted render never leaves a piece that looks finished; a re-run skips
+finished pieces and renders the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from mpe_ssl import grid
+from mpe_ssl.data.chorales import Chorale, chorale_ids, load_chorale
+from mpe_ssl.errors import MpeSslError
+
+RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
+SPLITS = ("train", "val", "test")
+DEFAULT_CACHE = Path("data") / "cache" / "chorales"
+
+# Sustained or clearly pitched General MIDI programs (0-based) from strings, woodwinds,
+# brass, keyboards and guitars. All exist in pretty_midi's TimGM6mb.sf2.
+DEFAULT_PROGRAMS: tuple[int, ...] = (
+    40,  # violin
+    41,  # viola
+    42,  # cello
+    73,  # flute
+    68,  # oboe
+    71,  # clarinet
+    70,  # bassoon
+    56,  # trumpet
+    60,  # french horn
+    57,  # trombone
+    0,  # acoustic grand piano
+    20,  # reed organ (GM 16 and 19 add a 16' rank: the octave below the key is as loud as it)
+    24,  # acoustic guitar (nylon)
+)
+
+
+def default_soundfont() -> str:
+    """pretty_midi's bundled General MIDI SoundFont (TimGM6mb.sf2)."""
+    import pretty_midi
+
+    return os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2")
+
+
+@dataclass
+class RenderConfig:
+    """What to render and how. Everything but ``counts``, ``workers`` decides the audio."""
+
+    seed: int = 0
+    soundfont: str | None = None  # None: pretty_midi's TimGM6mb.sf2
+    programs: tuple[int, ...] = DEFAULT_PROGRAMS  # GM programs, 0-based
+    gain_db: tuple[float, float] = (-6.0, 0.0)  # per-part gain range, after loudness levelling
+    tempo_factor: tuple[float, float] = (0.9, 1.1)  # global tempo factor range
+    default_qpm: float = 80.0  # quarter notes per minute when a score has no metronome mark
+    splits: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test fractions
+    counts: dict[str, int | None] = field(default_factory=dict)  # split -> first N (None: all)
+    sample_rate: int = grid.SAMPLE_RATE
+    velocity: int = 100
+    lead_in_s: float = 0.25  # silence before the first note
+    tail_s: float = 1.0  # after the last note-off, for the release
+    peak: float = 0.9  # the mixture is scaled to this peak (stems by the same factor)
+    subtype: str = "PCM_16"  # "PCM_16": stems and mix exact integers, or "FLOAT"
+    distinct_programs: bool = True  # no two parts of a piece share a program when possible
+    dedupe: bool = True  # drop the corpus' duplicate chorales (chorales.DUPLICATES)
+    workers: int = 1  # processes
+
+    def validate(self) -> None:
+        if self.sample_rate != grid.SAMPLE_RATE:
+            raise MpeSslError(f"sample_rate: {self.sample_rate} is not the grid's {grid.SAMPLE_RATE} Hz")
+        if not self.programs:
+            raise MpeSslError("programs: the program pool is empty")
+        for program in self.programs:
+            if not (isinstance(program, (int, np.integer)) and 0 <= program <= 127):
+                raise MpeSslError(f"programs: {program!r} is not a General MIDI program 0-127")
+        for key in ("gain_db", "tempo_factor"):
+            value = getattr(self, key)
+            if len(value) != 2 or value[0] > value[1]:
+                raise MpeSslError(f"{key}: {value!r} is not a (low, high) range")
+        if self.tempo_factor[0] <= 0:
+            raise MpeSslError(f"tempo_factor: {self.tempo_factor!r} must be positive")
+        if self.default_qpm <= 0:
+            raise MpeSslError(f"default_qpm: {self.default_qpm!r} must be positive")
+        if len(self.splits) != 3 or min(self.splits) < 0 or abs(sum(self.splits) - 1) > 1e-6:
+            raise MpeSslError(f"splits: {self.splits!r} must be 3 fractions (train, val, test) summing to 1")
+        for key, value in self.counts.items():
+            if key not in SPLITS:
+                raise MpeSslError(f"counts: unknown split {key!r} (expected one of {', '.join(SPLITS)})")
+            if value is not None and (int(value) != value or value < 0):
+                raise MpeSslError(f"counts: {key}={value!r} must be a count >= 0")
+        if not 1 <= self.velocity <= 127:
+            raise MpeSslError(f"velocity: {self.velocity} is not 1-127")
+        if self.subtype not in ("PCM_16", "FLOAT"):
+            raise MpeSslError(f"subtype: {self.subtype!r} is not PCM_16 or FLOAT")
+        if not 0 < self.peak <= 1:
+            raise MpeSslError(f"peak: {self.peak} must be in (0, 1]")
+        if self.workers < 1:
+            raise MpeSslError(f"workers: {self.workers} must be >= 1")
+        soundfont_path(self)
+
+    def render_key(self) -> dict:
+        """The settings that decide the rendered audio and labels (not counts, workers)."""
+        key = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("counts", "workers", "soundfont")}
+        key["programs"] = [int(p) for p in self.programs]
+        key["gain_db"] = [float(v) for v in self.gain_db]
+        key["tempo_factor"] = [float(v) for v in self.tempo_factor]
+        key["splits"] = [float(v) for v in self.splits]
+        key["soundfont_sha1"] = _file_sha1(soundfont_path(self))
+        key["hop_length"] = grid.HOP_LENGTH
+        key["render_version"] = RENDER_VERSION
+        return key
+
+    def config_hash(self) -> str:
+        """Short hash of :meth:`render_key`: names the default cache directory."""
+        text = json.dumps(self.render_key(), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def soundfont_path(config: RenderConfig) -> str:
+    path = config.soundfont or default_soundfont()
+    if not os.path.isfile(path):
+        raise MpeSslError(f"{path}: no such SoundFont file")
+    if Path(path).suffix.lower() not in (".sf2", ".sf3"):
+        raise MpeSslError(f"{path}: not a SoundFont (expected a .sf2 or .sf3 file)")
+    return path
+
+
+@lru_cache(maxsize=4)
+def _file_sha1_cached(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _file_sha1(path: str) -> str:
+    st = os.stat(path)
+    return _file_sha1_cached(path, st.st_size, st.st_mtime)
+
+
+# ----------------------------------------------------------------------------- synthesis
+
+
+@lru_cache(maxsize=2)
+def _soundfont_bytes(path: str, size: int, mtime: float) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _load_soundfont(path: str):
+    """A fresh Synth with the SoundFont loaded: ``(synth, sfid)``."""
+    import tinysoundfont
+
+    st = os.stat(path)
+    data = _soundfont_bytes(path, st.st_size, st.st_mtime)
+    synth = tinysoundfont.Synth(gain=0.0, samplerate=grid.SAMPLE_RATE)
+    try:
+        sfid = synth.sfload(data)
+    except Exception:  # noqa: BLE001 - tinysoundfont raises RuntimeError
+        raise MpeSslError(f"{path}: cannot load the SoundFont (not a valid .sf2/.sf3 file?)") from None
+    return synth, sfid
+
+
+@lru_cache(maxsize=4)
+def _soundfont_keys(path: str, sha1: str, velocity: int) -> dict[int, frozenset[int]]:
+    """Per bank-0 program of the SoundFont, the MIDI keys at which it makes a sound."""
+    synth, sfid = _load_soundfont(path)
+    keys: dict[int, frozenset[int]] = {}
+    for program in range(128):
+        if synth.sfpreset_name(sfid, 0, program) is None:
+            continue
+        synth.program_select(0, sfid, 0, program)
+        sounding = set()
+        for key in range(12, 120):
+            if synth.noteon(0, key, velocity):
+                out = np.frombuffer(synth.generate(512), dtype=np.float32)
+                if np.abs(out).max() > 1e-4:
+                    sounding.add(key)
+            synth.sounds_off(0)
+            synth.generate(64)
+        keys[program] = frozenset(sounding)
+    return keys
+
+
+def program_keys(config: RenderConfig, program: int) -> frozenset[int]:
+    """MIDI keys that ``program`` sounds at in the config's SoundFont (raises if absent)."""
+    path = soundfont_path(config)
+    keys = _soundfont_keys(path, _file_sha1(path), int(config.velocity))
+    if int(program) not in keys:
+        raise MpeSslError(f"{path}: has no preset for General MIDI program {program} (bank 0)")
+    return keys[int(program)]
+
+
+def check_programs(config: RenderConfig) -> None:
+    """Raise :class:`MpeSslError` naming any program the SoundFont lacks."""
+    path = soundfont_path(config)
+    synth, sfid = _load_soundfont(path)
+    for program in config.programs:
+        if synth.sfpreset_name(sfid, 0, int(program)) is None:
+            raise MpeSslError(f"{path}: has no preset for General MIDI program {program} (bank 0)")
+
+
+def synthesize(
+    events: list[tuple[int, int, int]], num_samples: int, program: int, config: RenderConfig
+) -> np.ndarray:
+    """Render note events ``(on_sample, off_sample, key)`` with one GM program, mono float64."""
+    synth, sfid = _load_soundfont(soundfont_path(config))
+    synth.program_select(0, sfid, 0, int(program))
+    schedule = sorted(
+        [(on, 1, key) for on, _, key in events] + [(off, 0, key) for _, off, key in events]
+    )  # at one sample, note-offs (0) before note-ons (1)
+    out = np.zeros(num_samples * 2, dtype=np.float32)
+    position = 0
+    for sample, kind, key in schedule:
+        if sample > position:
+            out[2 * position : 2 * sample] = np.frombuffer(synth.generate(sample - position), dtype=np.float32)
+            position = sample
+        if kind:
+            synth.noteon(0, key, int(config.velocity))
+        else:
+            synth.noteoff(0, key)
+    if num_samples > position:
+        out[2 * position :] = np.frombuffer(synth.generate(num_samples - position), dtype=np.float32)
+    return out.reshape(-1, 2).astype(np.float64).mean(axis=1)
+
+
+# ----------------------------------------------------------------------------- splits
+
+
+def split_assignment(config: RenderConfig) -> dict[str, list[str]]:
+    """All chorale ids split by piece: shuffled once with the seed, fractions over the full
+    list. Does not depend on ``counts``; the first N of a split are its first N here."""
+    ids = chorale_ids(dedupe=config.dedupe)
+    order = np.random.default_rng(config.seed).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    n_train = int(round(config.splits[0] * len(ids)))
+    n_val = int(round(config.splits[1] * len(ids)))
+    n_val = min(n_val, len(ids) - n_train)
+    return {
+        "train": shuffled[:n_train],
+        "val": shuffled[n_train : n_train + n_val],
+        "test": shuffled[n_train + n_val :],
+    }
+
+
+def selected_pieces(config: RenderConfig) -> list[tuple[str, str]]:
+    """``(piece_id, split)`` of the pieces the config asks for, split by split."""
+    chosen = []
+    for split, ids in split_assignment(config).items():
+        count = config.counts.get(split)
+        chosen += [(piece_id, split) for piece_id in (ids if count is None else ids[: int(count)])]
+    return chosen
+
+
+# ----------------------------------------------------------------------------- one piece
+
+
+def _piece_rng(config: RenderConfig, piece_id: str) -> np.random.Generator:
+    return np.random.default_rng([int(config.seed), zlib.crc32(piece_id.encode())])
+
+
+def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
+    """Draw the piece's tempo factor, programs and gains; note times in samples."""
+    rng = _piece_rng(config, chorale.piece_id)
+    tempo_factor = float(rng.uniform(*config.tempo_factor))
+    base_qpm = chorale.qpm or config.default_qpm
+    seconds_per_quarter = 60.0 / (base_qpm * tempo_factor)
+    sr = config.sample_rate
+
+    def to_sample(quarters: float) -> int:
+        return int(round((config.lead_in_s + quarters * seconds_per_quarter) * sr))
+
+    programs, events = [], []
+    for part in chorale.parts:
+        part_events = []
+        for note in chorale.notes[part]:
+            on = to_sample(note.onset_q)
+            off = max(to_sample(note.onset_q + note.duration_q), on + 1)
+            part_events.append((on, off, note.pitch))
+        pitches = {key for _, _, key in part_events}
+        candidates = [p for p in config.programs if pitches <= program_keys(config, p)]
+        if not candidates:
+            raise MpeSslError(
+                f"chorale {chorale.piece_id}, part {part}: no program of the pool {list(config.programs)} "
+                f"sounds over its pitch range {min(pitches)}-{max(pitches)}"
+            )
+        if config.distinct_programs:
+            unused = [p for p in candidates if p not in programs]
+            candidates = unused or candidates
+        programs.append(int(candidates[int(rng.integers(len(candidates)))]))
+        events.append(part_events)
+    gains_db = [float(g) for g in rng.uniform(*config.gain_db, size=len(chorale.parts))]
+    last_off = max((off for part_events in events for _, off, _ in part_events), default=0)
+    num_samples = max(to_sample(chorale.length_q), last_off) + int(round(config.tail_s * sr))
+    return {
+        "tempo_factor": tempo_factor,
+        "qpm": base_qpm * tempo_factor,
+        "base_qpm": base_qpm,
+        "programs": programs,
+        "gains_db": gains_db,
+        "events": events,
+        "num_samples": num_samples,
+    }
+
+
+def _level(stem: np.ndarray, events) -> float:
+    """RMS of a stem between its first note-on and last note-off."""
+    start = min(on for on, _, _ in events)
+    stop = max(off for _, off, _ in events)
+    return float(np.sqrt(np.mean(stem[start:stop] ** 2)))
+
+
+def render_stems(chorale: Chorale, plan: dict, config: RenderConfig) -> list[np.ndarray]:
+    """The parts' stems after levelling, gains and peak scaling: int16 or float32 arrays,
+    whose sum is the mixture exactly (int16) or up to float32 rounding (float32)."""
+    stems = []
+    for part_events, program, gain_db in zip(plan["events"], plan["programs"], plan["gains_db"]):
+        stem = synthesize(part_events, plan["num_samples"], program, config)
+        level = _level(stem, part_events)
+        # Level every part to the same loudness first (programs differ by 20 dB and more in
+        # the SoundFont), then apply the jittered gain.
+        stems.append(stem * (10 ** (gain_db / 20) / max(level, 1e-6)))
+    # The mixture peaks at config.peak (and no stem above it, in case parts cancel).
+    peak = max(np.abs(np.sum(stems, axis=0)).max(), max(np.abs(s).max() for s in stems), 1e-9)
+    scale = config.peak / peak
+    if config.subtype == "PCM_16":
+        # Integers on the 16-bit grid: the mix is their exact sum and fits 16 bits (peak < 1).
+        return [np.round(stem * scale * 32768).astype(np.int16) for stem in stems]
+    return [(stem * scale).astype(np.float32) for stem in stems]
+
+
+def mix_of(stems: list[np.ndarray]) -> np.ndarray:
+    """The mixture of stems as :func:`render_stems` returns them, same dtype."""
+    if stems[0].dtype == np.int16:
+        total = np.sum([s.astype(np.int32) for s in stems], axis=0)
+        if np.abs(total).max() > 32767:
+            raise AssertionError("mixture overflows 16 bits")  # cannot happen with peak <= 0.9
+        return total.astype(np.int16)
+    return np.sum(stems, axis=0, dtype=np.float32)
+
+
+def frame_labels(notes: list[tuple[int, int, int]], num_samples: int) -> list[list[int]]:
+    """Active MIDI pitches of each grid frame: a note ``(on, off, pitch)`` in samples is
+    active at frame ``f`` when ``on <= f * hop < off``."""
+    hop = grid.HOP_LENGTH
+    frames: list[set[int]] = [set() for _ in range(grid.num_frames(num_samples))]
+    for on, off, pitch in notes:
+        first = -(-on // hop)
+        stop = min(-(-off // hop), len(frames))
+        for f in range(first, stop):
+            frames[f].add(int(pitch))
+    return [sorted(active) for active in frames]
+
+
+def write_multipitch(path: Path, labels: list[list[int]]) -> None:
+    """mir_eval multipitch text: frame time in seconds, then the Hz of each active pitch."""
+    times = grid.frame_times(len(labels))
+    lines = []
+    for t, pitches in zip(times, labels):
+        freqs = "".join(f"\t{f:.4f}" for f in np.atleast_1d(grid.midi_to_hz(np.array(pitches, dtype=float))))
+        lines.append(f"{t:.6f}{freqs if pitches else ''}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def load_multipitch(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Read a multipitch.txt back: ``(times (frames,), [Hz array per frame])``."""
+    import mir_eval
+
+    times, freqs = mir_eval.io.load_ragged_time_series(str(path))
+    return np.asarray(times, dtype=np.float64), [np.asarray(f, dtype=np.float64) for f in freqs]
+
+
+def read_notes(path: str | os.PathLike) -> list[dict]:
+    """Read a notes.csv: dicts with part, program, onset_s, offset_s, midi_pitch."""
+    with open(path, newline="") as f:
+        return [
+            {
+                "part": row["part"],
+                "program": int(row["program"]),
+                "onset_s": float(row["onset_s"]),
+                "offset_s": float(row["offset_s"]),
+                "midi_pitch": int(row["midi_pitch"]),
+            }
+            for row in csv.DictReader(f)
+        ]
+
+
+def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) -> dict:
+    """Render one chorale into ``root/split/piece_id`` (atomically); returns its entry."""
+    t0 = time.perf_counter()
+    chorale = load_chorale(piece_id)
+    plan = plan_piece(chorale, config)
+    stems = render_stems(chorale, plan, config)
+    mix = mix_of(stems)
+    sr = config.sample_rate
+    num_samples = plan["num_samples"]
+
+    tmp_root = root / ".tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_root / f"{piece_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    (tmp / "stems").mkdir(parents=True)
+    try:
+        for part, stem in zip(chorale.parts, stems):
+            sf.write(str(tmp / "stems" / f"{part}.wav"), stem, sr, subtype=config.subtype)
+        sf.write(str(tmp / "mix.wav"), mix, sr, subtype=config.subtype)
+
+        all_notes = []
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["part", "program", "onset_s", "offset_s", "midi_pitch"])
+        for part, program, part_events in zip(chorale.parts, plan["programs"], plan["events"]):
+            for on, off, pitch in part_events:
+                writer.writerow([part, program, f"{on / sr:.9f}", f"{off / sr:.9f}", pitch])
+                all_notes.append((on, off, pitch))
+        (tmp / "notes.csv").write_text(buffer.getvalue())
+        write_multipitch(tmp / "multipitch.txt", frame_labels(all_notes, num_samples))
+
+        meta = {
+            "id": piece_id,
+            "title": chorale.title,
+            "split": split,
+            "seed": int(config.seed),
+            "config_hash": config.config_hash(),
+            "parts": chorale.parts,
+            "programs": plan["programs"],
+            "gains_db": plan["gains_db"],
+            "tempo_factor": plan["tempo_factor"],
+            "base_qpm": plan["base_qpm"],
+            "qpm": plan["qpm"],
+            "num_samples": num_samples,
+            "num_frames": grid.num_frames(num_samples),
+            "duration": num_samples / sr,
+            "sample_rate": sr,
+            "num_notes": len(all_notes),
+            "render_seconds": round(time.perf_counter() - t0, 3),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # written last
+        final = root / split / piece_id
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists() and not piece_done(final):
+            shutil.rmtree(final)  # not ours to keep: a partial copy from outside this module
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not piece_done(final):  # not a concurrent render finishing first
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def piece_done(path: Path) -> bool:
+    """A finished piece: its directory exists (renamed into place last) with meta.json."""
+    return (path / "meta.json").is_file() and (path / "mix.wav").is_file()
+
+
+def _render_job(args) -> dict:
+    piece_id, split, config, root = args
+    return render_piece(piece_id, split, config, Path(root))
+
+
+def _clean_tmp(root: Path) -> None:
+    """Remove leftover temporary pieces of processes that are no longer running."""
+    tmp_root = root / ".tmp"
+    if not tmp_root.is_dir():
+        return
+    for entry in tmp_root.iterdir():
+        parts = entry.name.split(".")
+        pid = int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue  # another render of this root is writing it
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def piece_entry(root: Path, meta: dict) -> dict:
+    """A manifest entry: paths relative to the root."""
+    rel = f"{meta['split']}/{meta['id']}"
+    return {
+        "id": meta["id"],
+        "split": meta["split"],
+        "dir": rel,
+        "mix": f"{rel}/mix.wav",
+        "stems": {part: f"{rel}/stems/{part}.wav" for part in meta["parts"]},
+        "notes": f"{rel}/notes.csv",
+        "multipitch": f"{rel}/multipitch.txt",
+        "meta": f"{rel}/meta.json",
+        "duration": meta["duration"],
+        "num_samples": meta["num_samples"],
+        "programs": meta["programs"],
+    }
+
+
+def default_root(config: RenderConfig) -> Path:
+    return DEFAULT_CACHE / config.config_hash()
+
+
+def render_dataset(config: RenderConfig, root: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Render (or finish rendering) the pieces the config asks for; returns the root.
+
+    The root (default ``data/cache/chorales/<config hash>``) gets ``config.json`` and, once
+    every asked-for piece is done, ``manifest.json`` listing them. Finished pieces are
+    skipped, so this is cheap when everything is cached.
+    """
+    config.validate()
+    check_programs(config)
+    root = Path(root) if root is not None else default_root(config)
+    root.mkdir(parents=True, exist_ok=True)
+    key = config.render_key()
+    config_hash = config.config_hash()
+    config_file = root / "config.json"
+    if config_file.is_file():
+        try:
+            previous = json.loads(config_file.read_text()).get("config_hash")
+        except (json.JSONDecodeError, OSError):
+            previous = None
+        if previous != config_hash:
+            raise MpeSslError(
+                f"{root}: holds a dataset rendered with another config (hash {previous}, this one "
+                f"{config_hash}); choose another --root or delete it"
+            )
+    else:
+        _write_json_atomic(config_file, {"config_hash": config_hash, "render_key": key, "config": _config_dict(config)})
+    _clean_tmp(root)
+
+    wanted = selected_pieces(config)
+    todo = [(pid, split) for pid, split in wanted if not piece_done(root / split / pid)]
+    if progress:
+        print(f"chorales: {len(wanted)} pieces asked, {len(wanted) - len(todo)} cached, rendering {len(todo)} into {root}",
+              file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    jobs = [(pid, split, config, str(root)) for pid, split in todo]
+    done = 0
+
+    def report(meta):
+        nonlocal done
+        done += 1
+        if progress:
+            rate = (time.perf_counter() - t0) / done
+            print(f"\r  {done}/{len(todo)} {meta['id']:<14} {rate:.2f} s/piece", end="", file=sys.stderr, flush=True)
+
+    if config.workers > 1 and len(jobs) > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(min(config.workers, len(jobs))) as pool:
+            for meta in pool.imap_unordered(_render_job, jobs):
+                report(meta)
+    else:
+        for job in jobs:
+            report(_render_job(job))
+    if progress and todo:
+        print(file=sys.stderr, flush=True)
+
+    entries = []
+    for pid, split in wanted:
+        meta = json.loads((root / split / pid / "meta.json").read_text())
+        entries.append(piece_entry(root, meta))
+    manifest = {
+        "format": 1,
+        "dataset": "bach-chorales",
+        "config_hash": config_hash,
+        "seed": int(config.seed),
+        "sample_rate": config.sample_rate,
+        "hop_length": grid.HOP_LENGTH,
+        "counts": {s: sum(1 for e in entries if e["split"] == s) for s in SPLITS},
+        "splits": split_assignment(config),
+        "pieces": entries,
+    }
+    _write_json_atomic(root / "manifest.json", manifest)
+    return root
+
+
+def _config_dict(config: RenderConfig) -> dict:
+    data = asdict(config)
+    data["soundfont"] = soundfont_path(config)
+    return data
+
+
+def load_manifest(root: str | os.PathLike) -> dict:
+    """The manifest of a rendered root (raises :class:`MpeSslError` if it has none)."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise MpeSslError(f"{path}: no manifest; render the dataset first (mpe-ssl data render)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise MpeSslError(f"{path}: not a valid manifest ({error})") from None
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _float_list(n: int):
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {n} comma-separated numbers")
+        return values
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = RenderConfig()
+    p = argparse.ArgumentParser(
+        prog="mpe-ssl data render",
+        description="Render the Bach chorales of music21's corpus with SoundFont instruments "
+        "(mixture, stems, notes and frame-level multi-pitch labels).",
+    )
+    p.add_argument("--root", help="dataset directory (default: data/cache/chorales/<config hash>)")
+    p.add_argument("--seed", type=int, default=d.seed, help="decides splits, programs, gains, tempi (default %(default)s)")
+    p.add_argument("--soundfont", help="a .sf2/.sf3 file (default: pretty_midi's TimGM6mb.sf2)")
+    for split in SPLITS:
+        p.add_argument(f"--{split}", type=int, default=None, metavar="N", help=f"render only the first N {split} pieces")
+    p.add_argument("--programs", type=_int_list, default=d.programs,
+                   help="pool of General MIDI programs, 0-based, comma-separated (default %(default)s)")
+    p.add_argument("--gain-db", type=_float_list(2), default=d.gain_db, metavar="LO,HI", help="per-part gain range in dB")
+    p.add_argument("--tempo", type=_float_list(2), default=d.tempo_factor, metavar="LO,HI", help="tempo factor range")
+    p.add_argument("--qpm", type=float, default=d.default_qpm, help="tempo of scores without a metronome mark")
+    p.add_argument("--splits", type=_float_list(3), default=d.splits, metavar="TR,VA,TE", help="split fractions")
+    p.add_argument("--subtype", choices=("PCM_16", "FLOAT"), default=d.subtype, help="WAV sample format")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RenderConfig:
+    counts = {s: getattr(args, s) for s in SPLITS if getattr(args, s) is not None}
+    return RenderConfig(
+        seed=args.seed,
+        soundfont=args.soundfont,
+        programs=tuple(args.programs),
+        gain_db=tuple(args.gain_db),
+        tempo_factor=tuple(args.tempo),
+        default_qpm=args.qpm,
+        splits=tuple(args.splits),
+        counts=counts,
+        subtype=args.subtype,
+        workers=args.workers,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mpe-ssl data render [options]`` (a leading ``render`` in argv is accepted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "render":
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    t0 = time.perf_counter()
+    root = render_dataset(config, root=args.root, progress=not args.quiet)
+    manifest = load_manifest(root)
+    counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"].items())
+    if not args.quiet:
+        print(f"rendered {counts} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(root)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MpeSslError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

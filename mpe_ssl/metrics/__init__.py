@@ -1,0 +1,10 @@
+"""Metrics: torchmetrics wrappers of the field's reference implementations."""
+
+from mpe_ssl.metrics.multipitch import (
+    MultiPitchMetric,
+    labels_to_multipitch,
+    salience_to_multipitch,
+    track_scores,
+)
+
+__all__ = ["MultiPitchMetric", "labels_to_multipitch", "salience_to_multipitch", "track_scores"]

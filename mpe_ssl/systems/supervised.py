@@ -1,0 +1,27 @@
+"""Supervised multi-pitch estimation (the Timbre-Trap-style baseline of the SS-MPE paper)."""
+
+from __future__ import annotations
+
+import torch
+
+from mpe_ssl.losses import supervised_loss
+from mpe_ssl.systems.base import MPESystem
+
+
+class SupervisedMPE(MPESystem):
+    """Trains the autoencoder on labelled audio with L_spv = B(z, blur(labels)).
+
+    Args:
+        blur_sigma: Gaussian blur of the targets along frequency, in bins.
+        **kwargs: see :class:`MPESystem`.
+    """
+
+    def __init__(self, blur_sigma: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.save_hyperparameters()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["audio"])
+        loss = supervised_loss(logits, batch["targets"], self.hparams.blur_sigma)
+        self.log("train/loss", loss, prog_bar=True, batch_size=logits.shape[0])
+        return loss

@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny trained checkpoint and synthetic audio files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader, Dataset
+
+from mpe_ssl.grid import N_BINS, SAMPLE_RATE, num_frames
+from mpe_ssl.systems import SupervisedMPE
+
+
+class _RandomLabelled(Dataset):
+    """Noise with random labels: enough to run an optimiser step and save a checkpoint."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> dict:
+        samples = SAMPLE_RATE // 2
+        generator = torch.Generator().manual_seed(index)
+        return {
+            "audio": 0.1 * torch.randn(samples, generator=generator),
+            "targets": (torch.rand(N_BINS, num_frames(samples), generator=generator) > 0.99).float(),
+            "stream": "labelled",
+            "track": f"noise{index}",
+        }
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> str:
+    """Path of a real Lightning checkpoint of a small SupervisedMPE after one step."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    system = SupervisedMPE(model_complexity=1, warmup_steps=1)
+    trainer = Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(system, DataLoader(_RandomLabelled(), batch_size=2))
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+def tone(pitches_hz, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A sum of harmonic tones (5 partials each), float32 in [-1, 1]."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    signal = sum(np.sin(2 * np.pi * f * k * t) / k for f in pitches_hz for k in range(1, 6))
+    return (0.5 * signal / np.max(np.abs(signal))).astype(np.float32)
