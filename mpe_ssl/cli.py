@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
@@ -27,13 +28,19 @@ USAGE = """usage: mpe-ssl {fit,validate,test,predict} --config CONFIG.yaml [opti
 
 def lightning_cli(argv: list[str], run: bool = True) -> LightningCLI:
     """Build (and by default run) the LightningCLI over every system and data module."""
+    with warnings.catch_warnings():
+        # it warns whenever sys.argv has arguments too (the demo, pytest), which is intended here
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return _lightning_cli(argv, run)
+
+
+def _lightning_cli(argv: list[str], run: bool) -> LightningCLI:
     return LightningCLI(
         MPESystem,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
-        # LightningCLI warns when given args that are also on sys.argv (the console script)
-        args=None if argv == sys.argv[1:] else argv,
+        args=argv,
         run=run,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"exit_on_error": False},

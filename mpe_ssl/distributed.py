@@ -16,6 +16,7 @@ single-process gradient on the full batch. So: return the global loss on every r
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
@@ -27,6 +28,13 @@ def world_size() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
+
+
+def global_rank() -> int:
+    """Rank of this process: from torch.distributed when initialised, else ``$RANK`` (0 alone)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", 0))
 
 
 class Gathered(NamedTuple):

@@ -46,3 +46,13 @@ def tone(pitches_hz, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarr
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     signal = sum(np.sin(2 * np.pi * f * k * t) / k for f in pitches_hz for k in range(1, 6))
     return (0.5 * signal / np.max(np.abs(signal))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def rendered_root(tmp_path_factory):
+    """Root of a rendered dataset of one train, one val and one test chorale (seed 0)."""
+    from mpe_ssl.data.render import RenderConfig, render_dataset
+
+    root = tmp_path_factory.mktemp("chorales") / "seed0"
+    counts = {"train": 1, "val": 1, "test": 1}
+    return render_dataset(RenderConfig(seed=0, counts=counts), root=root, progress=False)

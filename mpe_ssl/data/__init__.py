@@ -1,10 +1,12 @@
 """The embedded dataset: Bach chorales of music21's corpus rendered with SoundFont instruments.
 
 ``mpe-ssl data render`` (:func:`main`) writes a dataset root; :class:`RenderedChorales`
-reads one split of it as torch items.
+reads one split of it as torch items; :class:`MixedStreamDataModule` serves labelled,
+pseudo-labelled and unlabelled streams of it (or of any dataset) to the systems.
 """
 
 from mpe_ssl.data.datasets import RenderedChorales, load_notes, note_targets
+from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.data.render import (
     DEFAULT_PROGRAMS,
     RenderConfig,
@@ -18,6 +20,8 @@ from mpe_ssl.data.render import (
 
 __all__ = [
     "DEFAULT_PROGRAMS",
+    "MixedStreamDataModule",
+    "StreamSpec",
     "RenderConfig",
     "RenderedChorales",
     "load_manifest",

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mpe_ssl import grid
+from mpe_ssl.distributed import global_rank
 from mpe_ssl.data.render import SPLITS, load_manifest, load_multipitch, read_notes
 from mpe_ssl.errors import MpeSslError
 
@@ -72,7 +73,10 @@ class RenderedChorales(Dataset):
         seed: seeds the random excerpts in the main process; a DataLoader worker mixes it
             with its own seed (which differs per worker and per epoch).
         stream: the ``stream`` value of every item (``"labelled"``).
-        max_pieces: use only the first N pieces of the split.
+        max_pieces: use only N pieces of the split (from ``first_piece`` on).
+        first_piece: skip the split's first pieces (streams can take disjoint ranges).
+        with_labels: include ``targets`` in items; False hides the labels (a stream used
+            for self-supervision only).
         cache_audio: keep every piece's audio in memory after the first read.
 
     Items are dicts: ``audio`` float32 ``(samples,)``, ``targets`` float32
@@ -94,16 +98,22 @@ class RenderedChorales(Dataset):
         stream: str = "labelled",
         max_pieces: int | None = None,
         cache_audio: bool = False,
+        first_piece: int = 0,
+        with_labels: bool = True,
     ):
         if split not in SPLITS:
             raise MpeSslError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
         self.root = Path(root)
         manifest = load_manifest(self.root)
-        self.pieces = [p for p in manifest["pieces"] if p["split"] == split]
-        if max_pieces is not None:
-            self.pieces = self.pieces[: int(max_pieces)]
-        if not self.pieces:
-            raise MpeSslError(f"{self.root}: no {split} pieces in the manifest")
+        pieces = [p for p in manifest["pieces"] if p["split"] == split]
+        stop = None if max_pieces is None else int(first_piece) + int(max_pieces)
+        self.pieces = pieces[int(first_piece) : stop]
+        if not self.pieces or (stop is not None and len(pieces) < stop):
+            raise MpeSslError(
+                f"{self.root}: {split} pieces {first_piece}..{stop or len(pieces)} asked, "
+                f"the manifest has {len(pieces)}"
+            )
+        self.with_labels = with_labels
         if manifest.get("sample_rate", grid.SAMPLE_RATE) != grid.SAMPLE_RATE:
             raise MpeSslError(f"{self.root}: rendered at {manifest['sample_rate']} Hz, not {grid.SAMPLE_RATE} Hz")
         self.split = split
@@ -151,10 +161,18 @@ class RenderedChorales(Dataset):
         return self.length
 
     def _rng(self) -> torch.Generator:
+        """The excerpt generator of this process: seeded by (seed, rank, worker, worker seed).
+
+        The rank enters the seed so that DDP ranks draw different excerpts even with
+        ``num_workers=0`` (``seed_everything`` gives every rank the same global seed).
+        """
         info = torch.utils.data.get_worker_info()
         owner = (os.getpid(), None if info is None else info.id)
         if self._generator is None or self._generator_owner != owner:
-            seed = self.seed if info is None else (info.seed + 1_000_003 * self.seed)
+            entropy = [self.seed, global_rank()]
+            if info is not None:
+                entropy += [info.id + 1, info.seed % (2**32)]
+            seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
             self._generator = torch.Generator().manual_seed(seed % (2**63))
             self._generator_owner = owner
         return self._generator
@@ -198,14 +216,15 @@ class RenderedChorales(Dataset):
         else:
             i, start = self.index[item]
         audio = self._read(i, start, self.excerpt_samples)
-        targets = note_targets(self.notes(i), start, len(audio))
-        return {
+        item = {
             "audio": torch.from_numpy(audio),
-            "targets": targets,
             "stream": self.stream,
             "track": self.pieces[i]["id"],
             "start_frame": start // hop,
         }
+        if self.with_labels:
+            item["targets"] = note_targets(self.notes(i), start, len(audio))
+        return item
 
     def __repr__(self) -> str:
         mode = "whole pieces" if self.excerpt_samples is None else (

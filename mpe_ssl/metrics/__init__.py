@@ -1,5 +1,6 @@
 """Metrics: torchmetrics wrappers of the field's reference implementations."""
 
+from mpe_ssl.metrics.activity import SalienceActivity
 from mpe_ssl.metrics.multipitch import (
     MultiPitchMetric,
     labels_to_multipitch,
@@ -7,4 +8,4 @@ from mpe_ssl.metrics.multipitch import (
     track_scores,
 )
 
-__all__ = ["MultiPitchMetric", "labels_to_multipitch", "salience_to_multipitch", "track_scores"]
+__all__ = ["MultiPitchMetric", "SalienceActivity", "labels_to_multipitch", "salience_to_multipitch", "track_scores"]

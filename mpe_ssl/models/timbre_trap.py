@@ -17,6 +17,8 @@ stands for one frame.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -101,6 +103,10 @@ class TimbreTrapAE(nn.Module):
             The paper's setting is 3 (about 1.3 M parameters, a 128-d latent).
         latent_size: latent dimension D per frame; defaults to the widest encoder channel.
         n_blocks: encoder/decoder blocks; each roughly halves the bins.
+        initial_salience: if given, the output bias starts at ``logit(initial_salience)`` so
+            the untrained model predicts that prior instead of 0.5 everywhere (the prior
+            initialisation of RetinaNet); it skips the first hundreds of steps in which BCE
+            only pushes every bin down. None keeps PyTorch's default (the paper's code).
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class TimbreTrapAE(nn.Module):
         model_complexity: int = 3,
         latent_size: int | None = None,
         n_blocks: int = 4,
+        initial_salience: float | None = None,
     ) -> None:
         super().__init__()
         channels = encoder_channels(model_complexity, n_blocks)
@@ -144,6 +151,10 @@ class TimbreTrapAE(nn.Module):
             )
         )
         self.decoder_out = nn.Conv2d(channels[0], 1, kernel_size=3, padding="same")
+        if initial_salience is not None:
+            if not 0 < initial_salience < 1:
+                raise ValueError(f"initial_salience={initial_salience} must be in (0, 1)")
+            nn.init.constant_(self.decoder_out.bias, math.log(initial_salience / (1 - initial_salience)))
         # Channels-last runs the small-channel convolutions about twice as fast on CPU
         # (oneDNN) and suits tensor cores on GPU; the layout is invisible to callers.
         self.to(memory_format=torch.channels_last)

@@ -8,6 +8,11 @@ A scheme subclasses it and implements ``training_step`` with its own losses.
 Batches are dicts: ``audio (batch, samples)``, ``targets (batch, bins, frames)`` binary
 labels at the nearest bin of each active pitch, ``stream`` (list of str), ``track``.
 Validation and test batches may also carry ``lengths (batch,)`` in frames.
+
+Evaluation is per stream: a datamodule may name its validation/test dataloaders with
+``val_streams`` / ``test_streams`` (e.g. ``["labelled", "unlabelled"]``); each gets its
+multi-pitch scores and its salience activity (mean salience, blank vs silent frames), logged
+as ``val/<stream>/<name>``. The first stream is also logged as ``val/<name>``.
 """
 
 from __future__ import annotations
@@ -16,13 +21,21 @@ import importlib
 
 import torch
 from lightning.pytorch import LightningModule
+from torch import nn
 
 from mpe_ssl.audio.hcqt import HCQT
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.metrics import MultiPitchMetric
+from mpe_ssl.metrics import MultiPitchMetric, SalienceActivity
 from mpe_ssl.models import TimbreTrapAE
 
 CLASS_KEY = "mpe_ssl_system_class"
+
+
+def stream_batches(batch: dict) -> dict[str, dict]:
+    """``{stream name: batch}`` from a mixed batch (MixedStreamDataModule), or from a plain batch."""
+    if "audio" in batch:
+        return {batch["stream"][0]: batch}
+    return batch
 
 
 class MPESystem(LightningModule):
@@ -31,6 +44,8 @@ class MPESystem(LightningModule):
     Args:
         model_complexity: width knob of the autoencoder (3 is the paper's, about 1.3 M parameters).
         latent_size: latent dimension per frame (default: the widest encoder channel).
+        initial_salience: prior salience the untrained model starts from (see
+            :class:`~mpe_ssl.models.TimbreTrapAE`); None is the paper's default init.
         lr_encoder: AdamW learning rate of the encoder (paper: 5e-4).
         lr_decoder: AdamW learning rate of the decoder (paper: 2.5e-4).
         weight_decay: AdamW weight decay.
@@ -42,6 +57,7 @@ class MPESystem(LightningModule):
         self,
         model_complexity: int = 3,
         latent_size: int | None = None,
+        initial_salience: float | None = None,
         lr_encoder: float = 5e-4,
         lr_decoder: float = 2.5e-4,
         weight_decay: float = 1e-2,
@@ -51,9 +67,12 @@ class MPESystem(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.hcqt = HCQT()
-        self.model = TimbreTrapAE(model_complexity=model_complexity, latent_size=latent_size)
-        self.val_metric = MultiPitchMetric(threshold=threshold)
-        self.test_metric = MultiPitchMetric(threshold=threshold)
+        self.model = TimbreTrapAE(
+            model_complexity=model_complexity, latent_size=latent_size, initial_salience=initial_salience
+        )
+        # per "<split>_<stream>": {"pitch": MultiPitchMetric, "activity": SalienceActivity},
+        # made in setup() once the datamodule says which streams it evaluates
+        self.eval_metrics = nn.ModuleDict()
 
     @torch.no_grad()
     def features(self, audio: torch.Tensor) -> torch.Tensor:
@@ -68,30 +87,66 @@ class MPESystem(LightningModule):
         """Audio ``(batch, samples)`` -> salience ``(batch, bins, frames)`` in [0, 1]."""
         return torch.sigmoid(self(audio))
 
-    def _evaluate(self, batch: dict, metric: MultiPitchMetric) -> None:
-        salience = self.salience(batch["audio"])
-        metric.update(salience, batch["targets"], batch.get("lengths"))
+    # ---------------------------------------------------------------- evaluation
+    def setup(self, stage: str) -> None:
+        for split in ("val", "test"):
+            for stream in self._stream_names(split):
+                key = f"{split}_{stream}"
+                if key not in self.eval_metrics:
+                    self.eval_metrics[key] = nn.ModuleDict(
+                        {"pitch": MultiPitchMetric(self.hparams.threshold), "activity": SalienceActivity(self.hparams.threshold)}
+                    )
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metric)
+    def _stream_names(self, split: str) -> list[str]:
+        """Stream name of each validation/test dataloader, from the datamodule's ``<split>_streams``."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return list(getattr(datamodule, f"{split}_streams", None) or ["labelled"])
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metric)
-
-    def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def batch_salience(self, batch: dict) -> torch.Tensor:
+        """Salience ``(batch, bins, frames)`` of an evaluation batch (override to use more than audio)."""
         return self.salience(batch["audio"])
 
-    def _log_metric(self, stage: str, metric: MultiPitchMetric) -> None:
-        # compute() already sums the states over ranks, so every rank logs the same value.
-        scores = metric.compute()
-        self.log_dict({f"{stage}/{name}": value for name, value in scores.items()}, prog_bar=stage == "val")
-        metric.reset()
+    def _evaluate(self, split: str, batch: dict, dataloader_idx: int) -> None:
+        names = self._stream_names(split)
+        stream = names[dataloader_idx] if dataloader_idx < len(names) else f"set{dataloader_idx}"
+        metrics = self.eval_metrics[f"{split}_{stream}"]
+        salience = self.batch_salience(batch)
+        metrics["pitch"].update(salience, batch["targets"], batch.get("lengths"))
+        metrics["activity"].update(salience, batch["targets"])
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate("val", batch, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate("test", batch, dataloader_idx)
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        return self.salience(batch["audio"])
+
+    def _log_metrics(self, split: str) -> None:
+        """Log ``<split>/<stream>/<name>`` for every stream, and ``<split>/<name>`` for the first.
+
+        ``compute()`` sums the states over ranks first, so every rank logs the same values.
+        The first stream (the labelled one in every shipped config) selects the model.
+        """
+        for position, stream in enumerate(self._stream_names(split)):
+            metrics = self.eval_metrics[f"{split}_{stream}"]
+            if not metrics["pitch"].update_called:
+                continue
+            scores = {**metrics["pitch"].compute(), **metrics["activity"].compute()}
+            values = {f"{split}/{stream}/{name}": value for name, value in scores.items()}
+            self.log_dict(values)
+            if position == 0:
+                self.log_dict({f"{split}/{name}": value for name, value in scores.items() if name != "f1"})
+                self.log(f"{split}/f1", scores["f1"], prog_bar=True)
+            for metric in metrics.values():
+                metric.reset()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metric("val", self.val_metric)
+        self._log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_metric("test", self.test_metric)
+        self._log_metrics("test")
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -125,6 +180,4 @@ def load_system(path: str, map_location: str | torch.device = "cpu") -> MPESyste
         raise MpeSslError(f"{path}: not an mpe-ssl checkpoint (no '{CLASS_KEY}' entry)")
     module_name, _, class_name = checkpoint[CLASS_KEY].rpartition(".")
     system_class = getattr(importlib.import_module(module_name), class_name)
-    system = system_class(**checkpoint.get("hyper_parameters", {}))
-    system.load_state_dict(checkpoint["state_dict"])
-    return system.to(map_location).eval()
+    return system_class.load_from_checkpoint(path, map_location=map_location).eval()

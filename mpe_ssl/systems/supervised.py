@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from mpe_ssl.losses import supervised_loss
-from mpe_ssl.systems.base import MPESystem
+from mpe_ssl.systems.base import MPESystem, stream_batches
 
 
 class SupervisedMPE(MPESystem):
     """Trains the autoencoder on labelled audio with L_spv = B(z, blur(labels)).
+
+    With a mixed DataModule it trains on the streams that carry labels and ignores the rest.
 
     Args:
         blur_sigma: Gaussian blur of the targets along frequency, in bins.
@@ -21,7 +23,9 @@ class SupervisedMPE(MPESystem):
         self.save_hyperparameters()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["audio"])
-        loss = supervised_loss(logits, batch["targets"], self.hparams.blur_sigma)
+        labelled = [part for part in stream_batches(batch).values() if "targets" in part]
+        logits = self(torch.cat([part["audio"] for part in labelled]))
+        targets = torch.cat([part["targets"] for part in labelled])
+        loss = supervised_loss(logits, targets, self.hparams.blur_sigma)
         self.log("train/loss", loss, prog_bar=True, batch_size=logits.shape[0])
         return loss

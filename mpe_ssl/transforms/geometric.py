@@ -82,6 +82,10 @@ class GeometricParams:
     def to(self, device: torch.device | str) -> GeometricParams:
         return GeometricParams(self.shift_bins.to(device), self.shift_frames.to(device), self.stretch.to(device))
 
+    def __getitem__(self, index: Tensor | slice) -> GeometricParams:
+        """The parameters of the items ``index`` selects."""
+        return GeometricParams(self.shift_bins[index], self.shift_frames[index], self.stretch[index])
+
 
 def sample_geometric(
     batch_size: int,

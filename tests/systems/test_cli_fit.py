@@ -1,0 +1,84 @@
+"""The user's path end to end: fit, resume, test and transcribe through `mpe-ssl`, on rendered audio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mpe_ssl.cli import main
+from mpe_ssl.systems import SupervisedMPE, load_system
+
+EXPERIMENTS = sorted(Path(__file__).resolve().parents[2].joinpath("experiments").glob("*.yaml"))
+
+
+def _tiny_config(tmp_path: Path, root: Path, max_steps: int) -> Path:
+    """experiments/demo.yaml, shrunk: 1 train piece, tiny model, runs under tmp_path."""
+    config = yaml.safe_load(Path(EXPERIMENTS[0]).with_name("demo.yaml").read_text())
+    out = str(tmp_path / "run")
+    trainer = config["trainer"]
+    trainer.update(max_steps=max_steps, val_check_interval=2, default_root_dir=out, enable_progress_bar=False,
+                   enable_model_summary=False)
+    for logger in trainer["logger"]:
+        logger["init_args"]["save_dir"] = out
+    trainer["callbacks"][0]["init_args"]["dirpath"] = out
+    config["model"]["init_args"]["model_complexity"] = 1
+    config["data"]["init_args"].update(
+        root=str(root), steps_per_epoch=4, excerpt_seconds=1.0, num_workers=0,
+        train_streams=[{"stream": "labelled", "split": "train", "count": 1, "batch_size": 2}],
+        val_streams=[{"stream": "labelled", "split": "val", "count": 1}],
+        test_streams=[{"stream": "labelled", "split": "test", "count": 1}],
+    )
+    path = tmp_path / f"tiny{max_steps}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("config", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_every_shipped_config_resolves(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    assert "class_path: mpe_ssl." in capsys.readouterr().out
+
+
+def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
+    assert main(["fit", "--config", str(_tiny_config(tmp_path, rendered_root, 2))]) == 0
+    run = tmp_path / "run"
+    best, last = run / "best.ckpt", run / "last.ckpt"
+    assert best.is_file() and last.is_file()
+    assert (run / "demo" / "logs" / "metrics.csv").is_file()
+    assert list((run / "demo" / "logs").glob("events.out.tfevents.*"))
+
+    # a checkpoint alone rebuilds its system, through the subclass it was saved from
+    system = load_system(str(best))
+    assert isinstance(system, SupervisedMPE) and system.hparams.model_complexity == 1
+    assert isinstance(SupervisedMPE.load_from_checkpoint(str(best)), SupervisedMPE)
+
+    # resuming continues from the saved step, not from scratch
+    assert main(["fit", "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(last)]) == 0
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+
+    assert main(["test", "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
+    mix = next(rendered_root.glob("test/*/mix.wav"))
+    assert main(["transcribe", str(mix), "--ckpt", str(best), "--out", str(tmp_path / "tr")]) == 0
+    assert (tmp_path / "tr" / "mix.multipitch.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        (["--model.init_args.bogus", "3"], ["model", "bogus"]),
+        (["--model", "mpe_ssl.systems.NoSuchSystem"], ["model", "NoSuchSystem"]),
+        (["--data.init_args.steps_per_epoch", "abc"], ["steps_per_epoch", "abc"]),
+    ],
+)
+def test_config_naming_a_wrong_class_or_key_is_a_one_line_error(override, names, capsys):
+    config = str(EXPERIMENTS[0].with_name("demo.yaml"))
+    assert main(["fit", "--config", config, *override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    for name in names:
+        assert name in err[0]
