@@ -2,7 +2,8 @@
 
 Steps, each through the same commands a user runs:
 1. ``mpe-ssl fit --config experiments/demo.yaml`` (renders the split on first use; logs to
-   TensorBoard and CSV under ``runs/demo/logs``; best checkpoint at ``runs/demo/best.ckpt``);
+   TensorBoard and CSV under ``runs/demo/{tensorboard,csv}/version_N``; best checkpoint at
+   ``runs/demo/best.ckpt``, last at ``runs/demo/last.ckpt`` for resuming);
 2. ``mpe-ssl test`` with the best checkpoint, printing precision / recall / F1;
 3. ``mpe-ssl transcribe`` of one test piece into ``runs/demo/transcriptions``.
 """

@@ -9,15 +9,14 @@ For each input ``<name>.<ext>`` it writes, atomically (temporary file + rename):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import torch
 
+from mpe_ssl.atomic import atomic_write
 from mpe_ssl.audio.io import load_audio
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import SAMPLE_RATE, frame_to_seconds, hz_to_midi, num_frames
@@ -79,18 +78,6 @@ def multipitch_to_midi(multipitch: Multipitch, min_frames: int = 2, program: int
     return midi
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` and rename into place, so a crash never leaves half a file."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_multipitch(path: Path, multipitch: Multipitch) -> None:
     """Write mir_eval's multi-pitch text format atomically."""
     times, frequencies = multipitch
@@ -100,7 +87,7 @@ def write_multipitch(path: Path, multipitch: Multipitch) -> None:
         with open(tmp, "w") as handle:
             handle.write("\n".join(lines) + "\n")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def transcribe_file(system: MPESystem, audio_path: Path, out_dir: Path, threshold: float | None = None) -> list[Path]:
@@ -111,7 +98,7 @@ def transcribe_file(system: MPESystem, audio_path: Path, out_dir: Path, threshol
     stem = audio_path.name.rsplit(".", 1)[0]
     text_path, midi_path = out_dir / f"{stem}.multipitch.txt", out_dir / f"{stem}.mid"
     write_multipitch(text_path, multipitch)
-    _atomic_write(midi_path, multipitch_to_midi(multipitch).write)
+    atomic_write(midi_path, multipitch_to_midi(multipitch).write)
     return [text_path, midi_path]
 
 

@@ -1,5 +1,6 @@
 """Callbacks: what watches training (collapse, spectra, plots), never code in training_step."""
 
 from mpe_ssl.callbacks.collapse import CollapseMonitor
+from mpe_ssl.callbacks.spectrum import SpectrumMonitor, spectrum_stats
 
-__all__ = ["CollapseMonitor"]
+__all__ = ["CollapseMonitor", "SpectrumMonitor", "spectrum_stats"]

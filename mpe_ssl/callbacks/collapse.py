@@ -14,13 +14,13 @@ It plots the curves over training steps to ``<log dir>/<filename>``.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
+
+from mpe_ssl.atomic import atomic_write
 
 KEYS = ("recall", "f1", "mean_salience", "blank_fraction", "silent_fraction")
 _PATTERN = re.compile(r"^val/([^/]+)/(" + "|".join(KEYS) + r")$")
@@ -115,11 +115,8 @@ class CollapseMonitor(Callback):
         figure.tight_layout()
         folder = Path(trainer.log_dir or trainer.default_root_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-        os.close(handle)
-        figure.savefig(tmp, dpi=100)
+        atomic_write(folder / self.filename, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
         plt.close(figure)
-        os.replace(tmp, folder / self.filename)
 
     def state_dict(self) -> dict:
         return {"history": self.history, "steps": self.steps, "strikes": self.strikes}

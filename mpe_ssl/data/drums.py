@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 
 from mpe_ssl import grid
-from mpe_ssl.data.render import _file_sha1, _load_soundfont, default_soundfont
+from mpe_ssl.atomic import publish_directory
+from mpe_ssl.data.render import file_sha1, load_soundfont, default_soundfont
 from mpe_ssl.errors import MpeSslError
 
 __all__ = ["DEFAULT_DRUM_CACHE", "DrumBank", "DrumConfig", "drum_pattern", "load_drums", "render_drums", "render_loop"]
@@ -88,7 +89,7 @@ class DrumConfig:
     def config_hash(self) -> str:
         key = asdict(self)
         key.pop("soundfont")
-        key["soundfont_sha1"] = _file_sha1(self.soundfont_path())
+        key["soundfont_sha1"] = file_sha1(self.soundfont_path())
         key["sample_rate"] = grid.SAMPLE_RATE
         key["version"] = DRUM_RENDER_VERSION
         return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
@@ -144,7 +145,7 @@ def drum_pattern(config: DrumConfig, index: int) -> dict:
 def render_loop(config: DrumConfig, index: int) -> np.ndarray:
     """Render pattern ``index`` as a seamless mono float32 loop at ``grid.SAMPLE_RATE``."""
     pattern = drum_pattern(config, index)
-    synth, sfid = _load_soundfont(config.soundfont_path())
+    synth, sfid = load_soundfont(config.soundfont_path())
     try:
         synth.program_select(DRUM_CHANNEL, sfid, PERCUSSION_BANK, 0, True)
     except Exception:  # noqa: BLE001 - tinysoundfont raises RuntimeError / SoundFontException
@@ -199,14 +200,10 @@ def render_drums(config: DrumConfig = DrumConfig(), root: str | os.PathLike | No
         meta = {"config": asdict(config), "config_hash": config.config_hash(), "sample_rate": grid.SAMPLE_RATE,
                 "patterns": patterns}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))  # written last
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if not _done(root):  # not a concurrent render finishing first
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_directory(tmp, root, _done)
     return root
 
 

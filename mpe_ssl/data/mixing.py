@@ -187,3 +187,6 @@ class MixedStreamDataModule(LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._loader(d, self._eval_batch_size()) for d in self.datasets["test"]]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()

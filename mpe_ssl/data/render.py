@@ -41,6 +41,7 @@ import numpy as np
 import soundfile as sf
 
 from mpe_ssl import grid
+from mpe_ssl.atomic import atomic_write, publish_directory
 from mpe_ssl.data.chorales import Chorale, chorale_ids, load_chorale
 from mpe_ssl.errors import MpeSslError
 
@@ -136,7 +137,7 @@ class RenderConfig:
         key["gain_db"] = [float(v) for v in self.gain_db]
         key["tempo_factor"] = [float(v) for v in self.tempo_factor]
         key["splits"] = [float(v) for v in self.splits]
-        key["soundfont_sha1"] = _file_sha1(soundfont_path(self))
+        key["soundfont_sha1"] = file_sha1(soundfont_path(self))
         key["hop_length"] = grid.HOP_LENGTH
         key["render_version"] = RENDER_VERSION
         return key
@@ -165,7 +166,7 @@ def _file_sha1_cached(path: str, size: int, mtime: float) -> str:
     return h.hexdigest()
 
 
-def _file_sha1(path: str) -> str:
+def file_sha1(path: str) -> str:
     st = os.stat(path)
     return _file_sha1_cached(path, st.st_size, st.st_mtime)
 
@@ -179,7 +180,7 @@ def _soundfont_bytes(path: str, size: int, mtime: float) -> bytes:
         return f.read()
 
 
-def _load_soundfont(path: str):
+def load_soundfont(path: str):
     """A fresh Synth with the SoundFont loaded: ``(synth, sfid)``."""
     import tinysoundfont
 
@@ -196,7 +197,7 @@ def _load_soundfont(path: str):
 @lru_cache(maxsize=4)
 def _soundfont_keys(path: str, sha1: str, velocity: int) -> dict[int, frozenset[int]]:
     """Per bank-0 program of the SoundFont, the MIDI keys at which it makes a sound."""
-    synth, sfid = _load_soundfont(path)
+    synth, sfid = load_soundfont(path)
     keys: dict[int, frozenset[int]] = {}
     for program in range(128):
         if synth.sfpreset_name(sfid, 0, program) is None:
@@ -217,7 +218,7 @@ def _soundfont_keys(path: str, sha1: str, velocity: int) -> dict[int, frozenset[
 def program_keys(config: RenderConfig, program: int) -> frozenset[int]:
     """MIDI keys that ``program`` sounds at in the config's SoundFont (raises if absent)."""
     path = soundfont_path(config)
-    keys = _soundfont_keys(path, _file_sha1(path), int(config.velocity))
+    keys = _soundfont_keys(path, file_sha1(path), int(config.velocity))
     if int(program) not in keys:
         raise MpeSslError(f"{path}: has no preset for General MIDI program {program} (bank 0)")
     return keys[int(program)]
@@ -226,7 +227,7 @@ def program_keys(config: RenderConfig, program: int) -> frozenset[int]:
 def check_programs(config: RenderConfig) -> None:
     """Raise :class:`MpeSslError` naming any program the SoundFont lacks."""
     path = soundfont_path(config)
-    synth, sfid = _load_soundfont(path)
+    synth, sfid = load_soundfont(path)
     for program in config.programs:
         if synth.sfpreset_name(sfid, 0, int(program)) is None:
             raise MpeSslError(f"{path}: has no preset for General MIDI program {program} (bank 0)")
@@ -236,7 +237,7 @@ def synthesize(
     events: list[tuple[int, int, int]], num_samples: int, program: int, config: RenderConfig
 ) -> np.ndarray:
     """Render note events ``(on_sample, off_sample, key)`` with one GM program, mono float64."""
-    synth, sfid = _load_soundfont(soundfont_path(config))
+    synth, sfid = load_soundfont(soundfont_path(config))
     synth.program_select(0, sfid, 0, int(program))
     schedule = sorted(
         [(on, 1, key) for on, _, key in events] + [(off, 0, key) for _, off, key in events]
@@ -403,18 +404,32 @@ def load_multipitch(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarra
 
 
 def read_notes(path: str | os.PathLike) -> list[dict]:
-    """Read a notes.csv: dicts with part, program, onset_s, offset_s, midi_pitch."""
-    with open(path, newline="") as f:
-        return [
-            {
-                "part": row["part"],
-                "program": int(row["program"]),
-                "onset_s": float(row["onset_s"]),
-                "offset_s": float(row["offset_s"]),
-                "midi_pitch": int(row["midi_pitch"]),
-            }
-            for row in csv.DictReader(f)
-        ]
+    """Read a notes.csv: dicts with part, program, onset_s, offset_s, midi_pitch.
+
+    Raises:
+        MpeSslError: the file is missing, empty (not even a header) or has a malformed row.
+    """
+    columns = ("part", "program", "onset_s", "offset_s", "midi_pitch")
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+                raise MpeSslError(f"{path}: empty label file or missing columns (expected {', '.join(columns)})")
+            notes = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    notes.append({
+                        "part": row["part"],
+                        "program": int(row["program"]),
+                        "onset_s": float(row["onset_s"]),
+                        "offset_s": float(row["offset_s"]),
+                        "midi_pitch": int(row["midi_pitch"]),
+                    })
+                except (TypeError, ValueError):
+                    raise MpeSslError(f"{path}:{line}: malformed note row {row}") from None
+            return notes
+    except FileNotFoundError:
+        raise MpeSslError(f"{path}: label file not found") from None
 
 
 def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) -> dict:
@@ -471,14 +486,10 @@ def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) ->
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists() and not piece_done(final):
             shutil.rmtree(final)  # not ours to keep: a partial copy from outside this module
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not piece_done(final):  # not a concurrent render finishing first
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_directory(tmp, final, piece_done)
     return meta
 
 
@@ -516,9 +527,10 @@ def _alive(pid: int) -> bool:
 
 
 def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=1))
+
+    atomic_write(path, write)
 
 
 def piece_entry(root: Path, meta: dict) -> dict:

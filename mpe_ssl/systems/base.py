@@ -76,8 +76,13 @@ class MPESystem(LightningModule):
 
     @torch.no_grad()
     def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """Audio ``(batch, samples)`` -> HCQT ``(batch, harmonics, bins, frames)`` in [0, 1]."""
-        return self.hcqt(audio.float())
+        """Audio ``(batch, samples)`` -> HCQT ``(batch, harmonics, bins, frames)`` in [0, 1].
+
+        Always float32, also under mixed precision: dB scaling of half-precision magnitudes
+        loses the quiet partials the model needs.
+        """
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            return self.hcqt(audio.float())
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``(batch, samples)`` -> salience logits ``(batch, bins, frames)``."""
@@ -90,14 +95,14 @@ class MPESystem(LightningModule):
     # ---------------------------------------------------------------- evaluation
     def setup(self, stage: str) -> None:
         for split in ("val", "test"):
-            for stream in self._stream_names(split):
+            for stream in self.stream_names(split):
                 key = f"{split}_{stream}"
                 if key not in self.eval_metrics:
                     self.eval_metrics[key] = nn.ModuleDict(
                         {"pitch": MultiPitchMetric(self.hparams.threshold), "activity": SalienceActivity(self.hparams.threshold)}
                     )
 
-    def _stream_names(self, split: str) -> list[str]:
+    def stream_names(self, split: str) -> list[str]:
         """Stream name of each validation/test dataloader, from the datamodule's ``<split>_streams``."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         return list(getattr(datamodule, f"{split}_streams", None) or ["labelled"])
@@ -107,7 +112,7 @@ class MPESystem(LightningModule):
         return self.salience(batch["audio"])
 
     def _evaluate(self, split: str, batch: dict, dataloader_idx: int) -> None:
-        names = self._stream_names(split)
+        names = self.stream_names(split)
         stream = names[dataloader_idx] if dataloader_idx < len(names) else f"set{dataloader_idx}"
         metrics = self.eval_metrics[f"{split}_{stream}"]
         salience = self.batch_salience(batch)
@@ -129,7 +134,7 @@ class MPESystem(LightningModule):
         ``compute()`` sums the states over ranks first, so every rank logs the same values.
         The first stream (the labelled one in every shipped config) selects the model.
         """
-        for position, stream in enumerate(self._stream_names(split)):
+        for position, stream in enumerate(self.stream_names(split)):
             metrics = self.eval_metrics[f"{split}_{stream}"]
             if not metrics["pitch"].update_called:
                 continue

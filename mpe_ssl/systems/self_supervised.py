@@ -8,6 +8,7 @@ One training step, shapes ``(batch, ...)`` over the samples of every stream toge
     percussion      B(F(HCQT(audio + v * drums)), sigmoid(z))
     geometric       B(F(T(X)), T(sigmoid(z))) under T's mask
     support/harmonic/energy/sparsity from X itself          energy streams
+    intl            INTL(latents of X, latents of a view)   intl streams (frames as samples)
 
 Each term is computed per stream and logged as ``train/<stream>/<term>``; the term's value in
 the total is the sample-weighted mean over the streams it applies to. Random transforms draw
@@ -18,6 +19,7 @@ different transforms and a rerun sees the same ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,6 +32,7 @@ from mpe_ssl.losses import (
     first_harmonic,
     harmonic_loss,
     harmonic_salience,
+    intl_loss,
     invariance_loss,
     sparsity_loss,
     supervised_loss,
@@ -39,7 +42,22 @@ from mpe_ssl.systems.base import MPESystem, stream_batches
 from mpe_ssl.transforms import random_equalization, random_geometric, random_percussion
 
 SUPERVISED_STREAMS = ("labelled", "pseudo")
-TERMS = ("supervised", "timbre", "percussion", "geometric", "support", "harmonic", "energy", "sparsity")
+
+
+@dataclass
+class _Step:
+    """What the terms of one training step read; ``views`` caches transformed views."""
+
+    parts: list[dict]
+    kinds: list[str]  # stream of each sample
+    groups: dict[str, torch.Tensor]  # stream -> sample indices
+    audio: torch.Tensor  # (batch, samples)
+    features: torch.Tensor  # (batch, harmonics, bins, frames)
+    logits: torch.Tensor  # (batch, bins, frames)
+    latents: torch.Tensor  # (batch, D, frames)
+    generator: torch.Generator
+    views: dict = field(default_factory=dict)
+TERMS = ("supervised", "timbre", "percussion", "geometric", "support", "harmonic", "energy", "sparsity", "intl")
 
 
 class SelfSupervisedMPE(MPESystem):
@@ -56,6 +74,11 @@ class SelfSupervisedMPE(MPESystem):
         equalization: ``parabolic`` (v0.2.0) or ``gaussian`` (earlier) EQ curves.
         max_shift_bins / max_shift_frames / max_stretch: geometric transform ranges.
         max_volume: largest drum volume of the percussion overlay.
+        intl_streams: streams whose latent frames the INTL term whitens (the anti-collapse
+            regulariser of the INTL paper, applied to the autoencoder's latent).
+        intl_view: the second view of INTL: ``timbre`` (EQ) or ``percussion`` (drums added).
+        intl_iterations: Newton iterations T of IterNorm.
+        intl_frames: frames drawn at random per step for INTL (None: all; bounds the cost).
         drums: the drum loops of the percussion overlay.
         transform_seed: base seed of the random transforms.
         blur_sigma: blur of the supervised targets, in bins.
@@ -73,6 +96,10 @@ class SelfSupervisedMPE(MPESystem):
         max_shift_frames: int = 86,
         max_stretch: float = 2.0,
         max_volume: float = 1.0,
+        intl_streams: Sequence[str] = ("unlabelled",),
+        intl_view: str = "timbre",
+        intl_iterations: int = 4,
+        intl_frames: int | None = 1024,
         drums: DrumConfig | None = None,
         transform_seed: int = 0,
         blur_sigma: float = 1.0,
@@ -84,11 +111,14 @@ class SelfSupervisedMPE(MPESystem):
         if unknown:
             raise MpeSslError(f"weights: unknown term(s) {unknown}; expected some of {list(TERMS)}")
         self.weights = {term: float(w) for term, w in weights.items() if w}
+        if intl_view not in ("timbre", "percussion"):
+            raise MpeSslError(f"intl_view: {intl_view!r} is not 'timbre' or 'percussion'")
         self.drum_bank: DrumBank | None = None
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        if "percussion" in self.weights and self.drum_bank is None:
+        needs_drums = "percussion" in self.weights or ("intl" in self.weights and self.hparams.intl_view == "percussion")
+        if needs_drums and self.drum_bank is None:
             self.drum_bank = load_drums(self.hparams.drums or DrumConfig())
 
     def _generator(self) -> torch.Generator:
@@ -98,8 +128,11 @@ class SelfSupervisedMPE(MPESystem):
 
     def _term(
         self, name: str, groups: dict[str, torch.Tensor], streams: Sequence[str], loss: Callable[[torch.Tensor], torch.Tensor]
-    ) -> torch.Tensor | None:
-        """Sample-weighted mean over ``streams`` of ``loss(index)``; logs each stream's value."""
+    ) -> dict[str, torch.Tensor]:
+        """``{name: sample-weighted mean over streams of loss(index)}``; logs each stream's value.
+
+        Empty when none of ``groups`` is in ``streams``.
+        """
         total, count = None, 0
         for stream, index in groups.items():
             if stream not in streams:
@@ -108,9 +141,27 @@ class SelfSupervisedMPE(MPESystem):
             self.log(f"train/{stream}/{name}", value, batch_size=len(index))
             total = value * len(index) if total is None else total + value * len(index)
             count += len(index)
-        return None if total is None else total / count
+        return {} if total is None else {name: total / count}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        step = self._forward(batch)
+        terms = {
+            **self._supervised_terms(step),
+            **self._view_terms(step),
+            **self._intl_terms(step),
+            **self._energy_terms(step),
+        }
+        if not terms:
+            raise MpeSslError("no loss term applies to this batch: check weights and the streams they apply to")
+        samples = len(step.kinds)
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=samples)
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        self.log("train/loss", total, prog_bar=True, batch_size=samples)
+        return total
+
+    # ------------------------------------------------------------------ one step
+    def _forward(self, batch: dict) -> _Step:
         parts = list(stream_batches(batch).values())
         audio = torch.cat([part["audio"] for part in parts])
         kinds = [stream for part in parts for stream in part["stream"]]
@@ -119,72 +170,96 @@ class SelfSupervisedMPE(MPESystem):
             for stream in dict.fromkeys(kinds)
         }
         features = self.features(audio)
-        logits = self.model(features)
-        hp, w = self.hparams, self.weights
-        generator = self._generator()
-        terms: dict[str, torch.Tensor | None] = {}
+        logits, latents = self.model.forward_with_latents(features)
+        return _Step(parts, kinds, groups, audio, features, logits, latents, self._generator())
 
-        if "supervised" in w:
-            targets = torch.zeros_like(logits)
-            offset = 0
-            for part in parts:
-                if "targets" in part:
-                    targets[offset : offset + len(part["audio"])] = part["targets"]
-                offset += len(part["audio"])
-            labelled = {s: i for s, i in groups.items() if s in SUPERVISED_STREAMS}
-            terms["supervised"] = self._term(
-                "supervised", labelled, SUPERVISED_STREAMS,
-                lambda i: supervised_loss(logits[i], targets[i], hp.blur_sigma),
+    def _view(self, step: _Step, kind: str, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and latents of the ``timbre`` or ``percussion`` view of samples ``index``.
+
+        Scattered back to batch positions (zeros elsewhere), computed once per step and samples.
+        """
+        key = (kind, tuple(index.tolist()))
+        if key not in step.views:
+            hp = self.hparams
+            if kind == "timbre":
+                view = random_equalization(step.features[index], step.generator, kind=hp.equalization)[0]
+            else:
+                drums = self.drum_bank.to(step.audio.device)
+                view = random_percussion(step.audio[index], drums, self.hcqt, step.generator, hp.max_volume)[0]
+            z, h = self.model.forward_with_latents(view)
+            full_z, full_h = torch.zeros_like(step.logits), torch.zeros_like(step.latents)
+            full_z[index], full_h[index] = z, h
+            step.views[key] = (full_z, full_h)
+        return step.views[key]
+
+    def _supervised_terms(self, step: _Step) -> dict[str, torch.Tensor]:
+        if "supervised" not in self.weights:
+            return {}
+        targets = torch.zeros_like(step.logits)
+        offset = 0
+        for part in step.parts:
+            if "targets" in part:
+                targets[offset : offset + len(part["audio"])] = part["targets"]
+            offset += len(part["audio"])
+        sigma = self.hparams.blur_sigma
+        return self._term("supervised", step.groups, SUPERVISED_STREAMS,
+                          lambda i: supervised_loss(step.logits[i], targets[i], sigma))
+
+    def _view_terms(self, step: _Step) -> dict[str, torch.Tensor]:
+        """Timbre/percussion invariance and geometric equivariance on the self-supervised streams."""
+        hp, logits = self.hparams, step.logits
+        groups = {s: i for s, i in step.groups.items() if s in hp.self_supervised_streams}
+        if not groups:
+            return {}
+        ss = torch.cat(list(groups.values()))
+        terms: dict[str, torch.Tensor] = {}
+        for kind in ("timbre", "percussion"):
+            if kind in self.weights:
+                z_v = self._view(step, kind, ss)[0]
+                terms.update(self._term(kind, groups, hp.self_supervised_streams,
+                                        lambda i, z_v=z_v: invariance_loss(z_v[i], logits[i], hp.stop_gradient)))
+        if "geometric" in self.weights:
+            moved, _, params = random_geometric(
+                step.features[ss], step.generator, hp.max_shift_bins, hp.max_shift_frames, hp.max_stretch
             )
+            z_g = torch.zeros_like(logits)
+            z_g[ss] = self.model(moved)
+            # params are ordered like ss; index them by each sample's position in ss
+            position = torch.empty(len(step.kinds), dtype=torch.long, device=logits.device)
+            position[ss] = torch.arange(len(ss), device=logits.device)
+            terms.update(self._term(
+                "geometric", groups, hp.self_supervised_streams,
+                lambda i: equivariance_loss(z_g[i], logits[i], params[position[i]], hp.stop_gradient),
+            ))
+        return terms
 
-        ss_groups = {s: i for s, i in groups.items() if s in hp.self_supervised_streams}
-        if ss_groups and {"timbre", "percussion", "geometric"} & set(w):
-            # transformed views of the self-supervised samples, scattered back to batch positions
-            ss = torch.cat(list(ss_groups.values()))
+    def _intl_terms(self, step: _Step) -> dict[str, torch.Tensor]:
+        """INTL on latent frames ``(batch * frames, D)`` of the sample and its ``intl_view``."""
+        hp = self.hparams
+        groups = {s: i for s, i in step.groups.items() if s in hp.intl_streams}
+        if "intl" not in self.weights or not groups:
+            return {}
+        view_latents = self._view(step, hp.intl_view, torch.cat(list(groups.values())))[1]
 
-            def view_logits(view_features: torch.Tensor) -> torch.Tensor:
-                full = torch.zeros_like(logits)
-                full[ss] = self.model(view_features)
-                return full
+        def intl(i: torch.Tensor) -> torch.Tensor:
+            a, b = (h[i].transpose(1, 2).reshape(-1, h.shape[1]) for h in (step.latents, view_latents))
+            if hp.intl_frames is not None and len(a) > hp.intl_frames:
+                pick = torch.randperm(len(a), generator=step.generator)[: hp.intl_frames].to(a.device)
+                a, b = a[pick], b[pick]
+            return intl_loss([a, b], T=hp.intl_iterations)
 
-            def term(name: str, loss: Callable[[torch.Tensor], torch.Tensor]) -> None:
-                terms[name] = self._term(name, ss_groups, hp.self_supervised_streams, loss)
+        return self._term("intl", groups, hp.intl_streams, intl)
 
-            if "timbre" in w:
-                z_t = view_logits(random_equalization(features[ss], generator, kind=hp.equalization)[0])
-                term("timbre", lambda i: invariance_loss(z_t[i], logits[i], hp.stop_gradient))
-            if "percussion" in w:
-                drums = self.drum_bank.to(audio.device)
-                z_p = view_logits(random_percussion(audio[ss], drums, self.hcqt, generator, hp.max_volume)[0])
-                term("percussion", lambda i: invariance_loss(z_p[i], logits[i], hp.stop_gradient))
-            if "geometric" in w:
-                moved, _, params = random_geometric(
-                    features[ss], generator, hp.max_shift_bins, hp.max_shift_frames, hp.max_stretch
-                )
-                z_g = view_logits(moved)
-                # params are ordered like ss; index them by each sample's position in ss
-                position = torch.empty(len(kinds), dtype=torch.long, device=audio.device)
-                position[ss] = torch.arange(len(ss), device=audio.device)
-                term("geometric", lambda i: equivariance_loss(z_g[i], logits[i], params[position[i]], hp.stop_gradient))
-
-        if {"support", "harmonic", "energy"} & set(w):
-            s1 = first_harmonic(features)
-            sh = harmonic_salience(features)
-        energy_terms = {
-            "support": lambda i: support_loss(logits[i], s1[i]),
-            "harmonic": lambda i: harmonic_loss(logits[i], sh[i]),
-            "energy": lambda i: energy_loss(logits[i], sh[i]),
+    def _energy_terms(self, step: _Step) -> dict[str, torch.Tensor]:
+        """Support, harmonic, energy (EG) and sparsity terms, targets from the HCQT itself."""
+        logits, features, terms = step.logits, step.features, {}
+        losses = {
+            "support": lambda i: support_loss(logits[i], first_harmonic(features[i])),
+            "harmonic": lambda i: harmonic_loss(logits[i], harmonic_salience(features[i])),
+            "energy": lambda i: energy_loss(logits[i], harmonic_salience(features[i])),
             "sparsity": lambda i: sparsity_loss(logits[i]),
         }
-        for name, loss in energy_terms.items():
-            if name in w:
-                terms[name] = self._term(name, groups, hp.energy_streams, loss)
-
-        present = {name: value for name, value in terms.items() if value is not None}
-        for name, value in present.items():
-            self.log(f"train/{name}", value, batch_size=len(kinds))
-        total = sum(w[name] * value for name, value in present.items())
-        if not present:
-            raise MpeSslError("no loss term applies to this batch: check weights and the streams they apply to")
-        self.log("train/loss", total, prog_bar=True, batch_size=len(kinds))
-        return total
+        for name, loss in losses.items():
+            if name in self.weights:
+                terms.update(self._term(name, step.groups, self.hparams.energy_streams, loss))
+        return terms

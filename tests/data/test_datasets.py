@@ -13,7 +13,7 @@ from mpe_ssl.data import render as R
 from mpe_ssl.data.datasets import RenderedChorales, note_targets
 from mpe_ssl.errors import MpeSslError
 
-hcqt_module = pytest.importorskip("mpe_ssl.audio.hcqt")
+from mpe_ssl.audio import hcqt as hcqt_module
 
 EXCERPT = 3.0
 
@@ -209,3 +209,19 @@ def test_chorale_labels_agree_with_the_audio(rendered_root, tmp_path):
           f"within +-1 frame {np.mean(np.abs(lags) <= 1):.2f}, +-2 {np.mean(np.abs(lags) <= 2):.2f}")
     assert rate >= 0.9
     assert np.mean(np.abs(lags) <= 1) >= 0.7 and np.mean(np.abs(lags) <= 2) >= 0.85
+
+
+def test_empty_or_malformed_label_files_are_named(tmp_path):
+    from mpe_ssl.data.render import read_notes
+    from mpe_ssl.errors import MpeSslError
+
+    empty = tmp_path / "notes.csv"
+    empty.write_text("")
+    with pytest.raises(MpeSslError, match="notes.csv: empty label file"):
+        read_notes(empty)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("part,program,onset_s,offset_s,midi_pitch\nSoprano,40,0.5,oops,60\n")
+    with pytest.raises(MpeSslError, match=r"bad.csv:2: malformed"):
+        read_notes(bad)
+    with pytest.raises(MpeSslError, match="missing.csv: label file not found"):
+        read_notes(tmp_path / "missing.csv")

@@ -49,8 +49,8 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     run = tmp_path / "run"
     best, last = run / "best.ckpt", run / "last.ckpt"
     assert best.is_file() and last.is_file()
-    assert (run / "demo" / "logs" / "metrics.csv").is_file()
-    assert list((run / "demo" / "logs").glob("events.out.tfevents.*"))
+    assert (run / "csv" / "version_0" / "metrics.csv").is_file()
+    assert list((run / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
 
     # a checkpoint alone rebuilds its system, through the subclass it was saved from
     system = load_system(str(best))
@@ -62,6 +62,9 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     assert torch.load(last, weights_only=False)["global_step"] == 4
 
     assert main(["test", "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
+    # every run logged to its own version: testing did not overwrite the training logs
+    assert "val/f1" in (run / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "test/f1" in (run / "csv" / "version_2" / "metrics.csv").read_text()
     mix = next(rendered_root.glob("test/*/mix.wav"))
     assert main(["transcribe", str(mix), "--ckpt", str(best), "--out", str(tmp_path / "tr")]) == 0
     assert (tmp_path / "tr" / "mix.multipitch.txt").is_file()

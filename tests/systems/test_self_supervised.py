@@ -83,3 +83,22 @@ def test_stop_gradient_switch_detaches_the_self_supervised_target(rendered_root)
 def test_unknown_loss_term_is_named():
     with pytest.raises(MpeSslError, match="timbral"):
         SelfSupervisedMPE(weights={"timbral": 1.0})
+
+
+def test_intl_whitens_latent_frames_of_the_unlabelled_stream_only(rendered_root, tmp_path):
+    system = SelfSupervisedMPE(weights={"supervised": 1.0, "intl": 1.0}, model_complexity=1, intl_frames=256)
+    metrics = _fit(system, rendered_root, tmp_path, steps=1).callback_metrics
+    assert "train/unlabelled/intl" in metrics and "train/labelled/intl" not in metrics
+    # two views of the same audio: the INTL value stays well below its bound of 2 + 2 beta(TL)
+    assert 0.0 < metrics["train/unlabelled/intl"] < 4.0
+
+
+def test_intl_gradient_reaches_the_encoder_but_not_the_decoder(rendered_root):
+    datamodule = _mixed(rendered_root)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batch = {name: next(iter(loader)) for name, loader in datamodule.train_dataloader().items()}
+    system = SelfSupervisedMPE(weights={"intl": 1.0}, model_complexity=1, intl_frames=128)
+    system.training_step(batch, 0).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in system.model.encoder_parameters()[-2:])
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in system.model.decoder_parameters())
