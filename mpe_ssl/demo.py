@@ -28,7 +28,11 @@ def run(config: str, out: Path) -> dict:
     scores = {k: float(v) for k, v in test.trainer.callback_metrics.items() if k.startswith("test/")}
     root = Path(fit.datamodule.root)
     test_pieces = [p for p in load_manifest(root)["pieces"] if p["split"] == "test"]
-    audio = root / test_pieces[0]["mix"]
+    # named after the piece (every rendered mixture is called mix.wav)
+    audio = out / "audio" / f"{test_pieces[0]['id']}.wav"
+    audio.parent.mkdir(parents=True, exist_ok=True)
+    audio.unlink(missing_ok=True)
+    audio.symlink_to((root / test_pieces[0]["mix"]).resolve())
     status = cli_main(["transcribe", str(audio), "--ckpt", str(best), "--out", str(out / "transcriptions")])
     scores["minutes"] = (time.time() - start) / 60
     print("\nmpe-ssl demo: supervised MPE on the embedded test split")

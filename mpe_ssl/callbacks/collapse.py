@@ -15,12 +15,11 @@ It plots the curves over training steps to ``<log dir>/<filename>``.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
-from mpe_ssl.atomic import atomic_write
+from mpe_ssl.callbacks.figures import save_figure
 
 KEYS = ("recall", "f1", "mean_salience", "blank_fraction", "silent_fraction")
 _PATTERN = re.compile(r"^val/([^/]+)/(" + "|".join(KEYS) + r")$")
@@ -113,10 +112,7 @@ class CollapseMonitor(Callback):
             axis.grid(alpha=0.3)
         axes[0][0].legend()
         figure.tight_layout()
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / self.filename, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
-        plt.close(figure)
+        save_figure(figure, trainer, self.filename)
 
     def state_dict(self) -> dict:
         return {"history": self.history, "steps": self.steps, "strikes": self.strikes}

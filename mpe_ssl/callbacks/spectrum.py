@@ -15,13 +15,12 @@ spectra and their history are plotted to ``<log dir>/<filename>``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
-from mpe_ssl.atomic import atomic_write
+from mpe_ssl.callbacks.figures import save_figure
 
 
 def spectrum_stats(covariance: torch.Tensor) -> dict[str, object]:
@@ -102,10 +101,7 @@ class SpectrumMonitor(Callback):
             axis.grid(alpha=0.3)
             axis.legend()
         figure.tight_layout()
-        folder = Path(trainer.log_dir or trainer.default_root_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / self.filename, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
-        plt.close(figure)
+        save_figure(figure, trainer, self.filename)
 
     def state_dict(self) -> dict:
         return {"history": self.history, "steps": self.steps}

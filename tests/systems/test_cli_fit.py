@@ -65,6 +65,8 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     # every run logged to its own version: testing did not overwrite the training logs
     assert "val/f1" in (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "test/f1" in (run / "csv" / "version_2" / "metrics.csv").read_text()
+    for command in ("validate", "predict"):
+        assert main([command, "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
     mix = next(rendered_root.glob("test/*/mix.wav"))
     assert main(["transcribe", str(mix), "--ckpt", str(best), "--out", str(tmp_path / "tr")]) == 0
     assert (tmp_path / "tr" / "mix.multipitch.txt").is_file()
