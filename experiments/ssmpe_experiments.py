@@ -53,7 +53,7 @@ def make_config(name: str, condition: dict, args: argparse.Namespace) -> Path:
         logger["init_args"]["save_dir"] = str(out)
     trainer["callbacks"][0]["init_args"]["dirpath"] = str(out)
     model = config["model"]["init_args"]
-    model.update(weights=condition["weights"], model_complexity=args.complexity)
+    model.update(weights=condition["weights"], model_complexity=args.complexity, init_weights=args.init_weights)
     data = config["data"]["init_args"]
     data.update(excerpt_seconds=args.excerpt, steps_per_epoch=args.steps)
     labelled, unlabelled = data["train_streams"]
@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=50)
     parser.add_argument("--complexity", type=int, default=2)
     parser.add_argument("--excerpt", type=float, default=2.0)
+    parser.add_argument("--init-weights", default=None,
+                        help="start every run from this checkpoint's autoencoder (e.g. runs/demo/best.ckpt)")
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
     grid = conditions(args.groups, args.n)

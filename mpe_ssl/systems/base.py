@@ -51,6 +51,9 @@ class MPESystem(LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: optimiser steps of linear learning-rate warm-up.
         threshold: salience threshold of the peak picking in the metrics.
+        init_weights: checkpoint whose autoencoder weights this model starts ``fit`` from
+            (e.g. a supervised model before self-supervised fine-tuning). Only ``fit`` reads
+            it, before a resumed checkpoint is restored, so test/predict never need the file.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class MPESystem(LightningModule):
         weight_decay: float = 1e-2,
         warmup_steps: int = 100,
         threshold: float = 0.5,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -94,6 +98,8 @@ class MPESystem(LightningModule):
 
     # ---------------------------------------------------------------- evaluation
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.init_weights:
+            self.model.load_state_dict(model_state(self.hparams.init_weights))
         for split in ("val", "test"):
             for stream in self.stream_names(split):
                 key = f"{split}_{stream}"
@@ -167,6 +173,18 @@ class MPESystem(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+
+def model_state(path: str) -> dict[str, torch.Tensor]:
+    """The autoencoder's ``state_dict`` from an mpe-ssl checkpoint (keys without ``model.``)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise MpeSslError(f"{path}: no such checkpoint") from None
+    state = {k[len("model."):]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("model.")}
+    if not state:
+        raise MpeSslError(f"{path}: holds no autoencoder weights ('model.*' in its state_dict)")
+    return state
 
 
 def load_system(path: str, map_location: str | torch.device = "cpu") -> MPESystem:

@@ -87,3 +87,16 @@ def test_config_naming_a_wrong_class_or_key_is_a_one_line_error(override, names,
     assert len(err) == 1 and err[0].startswith("error: ")
     for name in names:
         assert name in err[0]
+
+
+def test_init_weights_starts_fit_from_another_checkpoint(tiny_checkpoint, tmp_path):
+    from mpe_ssl.errors import MpeSslError
+    from mpe_ssl.systems.base import model_state
+
+    system = SupervisedMPE(model_complexity=1, init_weights=tiny_checkpoint)
+    saved = model_state(tiny_checkpoint)
+    assert not torch.equal(system.model.decoder_out.weight, saved["decoder_out.weight"])
+    system.setup("fit")
+    assert all(torch.equal(system.model.state_dict()[k], v) for k, v in saved.items())
+    with pytest.raises(MpeSslError, match="nope.ckpt"):
+        model_state(str(tmp_path / "nope.ckpt"))
