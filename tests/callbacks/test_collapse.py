@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch import Trainer
 
 from mpe_ssl.callbacks import CollapseMonitor
-from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.systems import SupervisedMPE
+from tests.callbacks.helpers import fit_two_streams
 
 
 class OracleSystem(SupervisedMPE):
@@ -28,17 +28,9 @@ class OracleSystem(SupervisedMPE):
 
 def _run(root, tmp_path, system) -> tuple[Trainer, CollapseMonitor, list]:
     monitor = CollapseMonitor(stop=True, patience=2)
-    datamodule = MixedStreamDataModule(
-        train_streams=[StreamSpec("labelled", split="train", count=1, batch_size=2)],
-        val_streams=[StreamSpec("labelled", split="val", count=1), StreamSpec("unlabelled", split="train", count=1)],
-        root=str(root), excerpt_seconds=1.0, steps_per_epoch=8, eval_seconds=3.0,
-    )
-    trainer = Trainer(max_steps=5, val_check_interval=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      limit_val_batches=2, callbacks=[monitor], default_root_dir=tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainer.fit(system, datamodule=datamodule)
+        trainer = fit_two_streams(system, monitor, root, tmp_path, max_steps=5, val_every=1, eval_seconds=3.0)
     collapse_warnings = [w for w in caught if "CollapseMonitor" in str(w.message)]
     return trainer, monitor, collapse_warnings
 

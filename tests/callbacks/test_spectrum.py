@@ -6,11 +6,10 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 
 from mpe_ssl.callbacks import SpectrumMonitor, spectrum_stats
-from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.systems import SupervisedMPE
+from tests.callbacks.helpers import fit_two_streams
 
 
 def test_stats_of_a_known_spectrum():
@@ -27,15 +26,8 @@ def test_stats_of_a_known_spectrum():
 
 def test_tracks_the_latent_of_every_stream_during_training(rendered_root, tmp_path):
     monitor = SpectrumMonitor(max_batches=2)
-    datamodule = MixedStreamDataModule(
-        train_streams=[StreamSpec("labelled", split="train", count=1, batch_size=2)],
-        val_streams=[StreamSpec("labelled", split="val", count=1), StreamSpec("unlabelled", split="train", count=1)],
-        root=str(rendered_root), excerpt_seconds=1.0, steps_per_epoch=4, eval_seconds=2.0,
-    )
-    trainer = Trainer(max_steps=4, val_check_interval=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                      limit_val_batches=2, callbacks=[monitor], default_root_dir=tmp_path)
-    trainer.fit(SupervisedMPE(model_complexity=1, latent_size=16), datamodule=datamodule)
+    trainer = fit_two_streams(SupervisedMPE(model_complexity=1, latent_size=16), monitor, rendered_root, tmp_path,
+                              max_steps=4, val_every=2, eval_seconds=2.0)
     assert monitor.steps == [2, 4]
     for stream in ("labelled", "unlabelled"):
         latest = monitor.history[stream][-1]
