@@ -81,7 +81,7 @@ def read_curves(name: str) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def summarise(names: list[str], out_dir: Path) -> None:
+def summarise(names: list[str], out_dir: Path, tag: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,13 +113,14 @@ def summarise(names: list[str], out_dir: Path) -> None:
         figure.tight_layout()
         figure.savefig(out_dir / f"{name.replace('/', '_')}.png", dpi=90)
         plt.close(figure)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    suffix = f"_{tag}" if tag else ""
+    (out_dir / f"results{suffix}.json").write_text(json.dumps(results, indent=2))
     lines = ["| condition | best labelled val F1 (step) | final labelled val F1 | final F1 on SS-only pieces | blank / silent frames there |",
              "|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['best_labelled_val_f1']:.3f} ({r['best_step']}) | {r['final_labelled_val_f1']:.3f} "
                      f"| {r['final_unlabelled_f1']:.3f} | {r['final_unlabelled_blank']:.2f} / {r['final_unlabelled_silent']:.2f} |")
-    (out_dir / "table.md").write_text("\n".join(lines) + "\n")
+    (out_dir / f"table{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -133,14 +134,15 @@ def main() -> None:
     parser.add_argument("--excerpt", type=float, default=2.0)
     parser.add_argument("--init-weights", default=None,
                         help="start every run from this checkpoint's autoencoder (e.g. runs/demo/best.ckpt)")
+    parser.add_argument("--tag", default="", help="suffix of every condition's name (keeps variants apart)")
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
-    grid = conditions(args.groups, args.n)
+    grid = {name + (f"-{args.tag}" if args.tag else ""): c for name, c in conditions(args.groups, args.n).items()}
     for name, condition in grid.items():
         if not args.summarise_only:
             print(f"== {name}: {condition}", flush=True)
             lightning_cli(["fit", "--config", str(make_config(name, condition, args))])
-    summarise(list(grid), ROOT / "docs" / "ssmpe")
+    summarise(list(grid), ROOT / "docs" / "ssmpe", args.tag)
 
 
 if __name__ == "__main__":
