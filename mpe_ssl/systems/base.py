@@ -119,7 +119,12 @@ class MPESystem(LightningModule):
 
     def _evaluate(self, split: str, batch: dict, dataloader_idx: int) -> None:
         names = self.stream_names(split)
-        stream = names[dataloader_idx] if dataloader_idx < len(names) else f"set{dataloader_idx}"
+        if dataloader_idx >= len(names):
+            raise MpeSslError(
+                f"{split} dataloader {dataloader_idx} has no stream name: the datamodule's "
+                f"{split}_streams names {len(names)} ({', '.join(names)})"
+            )
+        stream = names[dataloader_idx]
         metrics = self.eval_metrics[f"{split}_{stream}"]
         salience = self.batch_salience(batch)
         metrics["pitch"].update(salience, batch["targets"], batch.get("lengths"))
@@ -175,12 +180,26 @@ class MPESystem(LightningModule):
         checkpoint[CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
 
-def model_state(path: str) -> dict[str, torch.Tensor]:
-    """The autoencoder's ``state_dict`` from an mpe-ssl checkpoint (keys without ``model.``)."""
+def read_checkpoint(path: str) -> dict:
+    """An mpe-ssl checkpoint as a dict, on the CPU.
+
+    Raises:
+        MpeSslError: the file is missing, unreadable, or not an mpe-ssl checkpoint.
+    """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise MpeSslError(f"{path}: no such checkpoint") from None
+    except Exception as error:  # torch raises many types for a corrupt file
+        raise MpeSslError(f"{path}: cannot read checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or CLASS_KEY not in checkpoint:
+        raise MpeSslError(f"{path}: not an mpe-ssl checkpoint (no '{CLASS_KEY}' entry)")
+    return checkpoint
+
+
+def model_state(path: str) -> dict[str, torch.Tensor]:
+    """The autoencoder's ``state_dict`` from an mpe-ssl checkpoint (keys without ``model.``)."""
+    checkpoint = read_checkpoint(path)
     state = {k[len("model."):]: v for k, v in checkpoint.get("state_dict", {}).items() if k.startswith("model.")}
     if not state:
         raise MpeSslError(f"{path}: holds no autoencoder weights ('model.*' in its state_dict)")
@@ -193,14 +212,6 @@ def load_system(path: str, map_location: str | torch.device = "cpu") -> MPESyste
     Raises:
         MpeSslError: the file is missing or is not an mpe-ssl checkpoint.
     """
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise MpeSslError(f"{path}: no such checkpoint") from None
-    except Exception as error:  # torch raises many types for a corrupt file
-        raise MpeSslError(f"{path}: cannot read checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict) or CLASS_KEY not in checkpoint:
-        raise MpeSslError(f"{path}: not an mpe-ssl checkpoint (no '{CLASS_KEY}' entry)")
-    module_name, _, class_name = checkpoint[CLASS_KEY].rpartition(".")
+    module_name, _, class_name = read_checkpoint(path)[CLASS_KEY].rpartition(".")
     system_class = getattr(importlib.import_module(module_name), class_name)
     return system_class.load_from_checkpoint(path, map_location=map_location).eval()
