@@ -73,6 +73,8 @@ class SelfSupervisedMPE(MPESystem):
             does not).
         equalization: ``parabolic`` (v0.2.0) or ``gaussian`` (earlier) EQ curves.
         max_shift_bins / max_shift_frames / max_stretch: geometric transform ranges.
+        shift_step_bins: vertical shifts are multiples of this many bins (5 = whole
+            semitones at 60 bins per octave; 1 = any bin, the reference).
         max_volume: largest drum volume of the percussion overlay.
         intl_streams: streams whose latent frames the INTL term whitens (the anti-collapse
             regulariser of the INTL paper, applied to the autoencoder's latent).
@@ -95,6 +97,7 @@ class SelfSupervisedMPE(MPESystem):
         max_shift_bins: int = 60,
         max_shift_frames: int = 86,
         max_stretch: float = 2.0,
+        shift_step_bins: int = 1,
         max_volume: float = 1.0,
         intl_streams: Sequence[str] = ("unlabelled",),
         intl_view: str = "timbre",
@@ -220,7 +223,8 @@ class SelfSupervisedMPE(MPESystem):
                                         lambda i, z_v=z_v: invariance_loss(z_v[i], logits[i], hp.stop_gradient)))
         if "geometric" in self.weights:
             moved, _, params = random_geometric(
-                step.features[ss], step.generator, hp.max_shift_bins, hp.max_shift_frames, hp.max_stretch
+                step.features[ss], step.generator, hp.max_shift_bins, hp.max_shift_frames, hp.max_stretch,
+                hp.shift_step_bins,
             )
             z_g = torch.zeros_like(logits)
             z_g[ss] = self.model(moved)

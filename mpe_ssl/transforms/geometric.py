@@ -94,10 +94,12 @@ def sample_geometric(
     max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES,
     max_stretch: float = DEFAULT_MAX_STRETCH,
     device: torch.device | str | None = None,
+    shift_step_bins: int = 1,
 ) -> GeometricParams:
     """Draw random geometric parameters, every draw from ``generator``.
 
-    ``shift_bins ~ U{-max_shift_bins .. max_shift_bins}``, ``shift_frames ~
+    ``shift_bins ~ U{-max_shift_bins .. max_shift_bins}`` restricted to multiples of
+    ``shift_step_bins`` (e.g. 5 at 60 bins per octave: whole semitones only), ``shift_frames ~
     U{-max_shift_frames .. max_shift_frames}``; the stretch factor is uniform on
     ``[1 / max_stretch, 1]`` or on ``[1, max_stretch]``, each with probability 1/2 (the
     reference's piecewise draw, so slowing down and speeding up are equally likely).
@@ -109,8 +111,11 @@ def sample_geometric(
         raise ValueError(f"shift limits must be >= 0, got {max_shift_bins} bins and {max_shift_frames} frames")
     if max_stretch < 1:
         raise ValueError(f"max_stretch must be >= 1, got {max_stretch}")
+    if shift_step_bins < 1:
+        raise ValueError(f"shift_step_bins must be >= 1, got {shift_step_bins}")
     gen_device = generator.device
-    v = torch.randint(-max_shift_bins, max_shift_bins + 1, (batch_size,), generator=generator, device=gen_device)
+    steps = max_shift_bins // shift_step_bins
+    v = shift_step_bins * torch.randint(-steps, steps + 1, (batch_size,), generator=generator, device=gen_device)
     h = torch.randint(-max_shift_frames, max_shift_frames + 1, (batch_size,), generator=generator, device=gen_device)
     u = torch.rand(batch_size, generator=generator, device=gen_device)
     slower = 1.0 + (2.0 * u - 1.0).clamp(min=0.0) * (max_stretch - 1.0)
@@ -193,12 +198,15 @@ def random_geometric(
     max_shift_bins: int = DEFAULT_MAX_SHIFT_BINS,
     max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES,
     max_stretch: float = DEFAULT_MAX_STRETCH,
+    shift_step_bins: int = 1,
 ) -> tuple[Tensor, Tensor, GeometricParams]:
     """Draw parameters with :func:`sample_geometric` and apply them to ``x``.
 
     Returns ``(transformed, mask, params)``; apply ``params`` to the salience with
     :func:`apply_geometric` to get the matching target.
     """
-    params = sample_geometric(x.shape[0], generator, max_shift_bins, max_shift_frames, max_stretch, device=x.device)
+    params = sample_geometric(
+        x.shape[0], generator, max_shift_bins, max_shift_frames, max_stretch, device=x.device, shift_step_bins=shift_step_bins
+    )
     out, mask = apply_geometric(x, params)
     return out, mask, params

@@ -117,3 +117,12 @@ def test_draws_stay_within_the_ranges():
     assert p.stretch.min() >= 0.5 and p.stretch.max() <= 2.0
     slower = (p.stretch > 1).float().mean()
     assert 0.45 < slower < 0.55  # half speed up, half slow down
+
+
+def test_semitone_steps_draw_only_whole_semitone_shifts():
+    generator = torch.Generator().manual_seed(0)
+    p = sample_geometric(2000, generator, max_shift_bins=62, shift_step_bins=5)
+    assert (p.shift_bins % 5 == 0).all()
+    assert set(p.shift_bins.unique().tolist()) == set(range(-60, 61, 5))  # every step, none past the range
+    with pytest.raises(ValueError, match="shift_step_bins"):
+        sample_geometric(1, generator, shift_step_bins=0)

@@ -1,0 +1,47 @@
+"""The SS-MPE experiment script writes a config per condition that the CLI accepts as it is."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mpe_ssl.cli import lightning_cli
+from mpe_ssl.systems import SelfSupervisedMPE
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ssmpe_experiments.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("ssmpe_experiments", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_condition_resolves(script, tmp_path):
+    args = script.build_parser().parse_args(
+        ["--groups", "table1", "degeneration", "energy", "intl", "--n", "0", "64", "--lr", "3e-4",
+         "--batch", "4", "8", "--unlabelled-first", "48", "--intl-weight", "0.5", "--stop-gradient", "--shift-step", "5"]
+    )
+    grid = script.conditions(args.groups, args.n, args)
+    assert {"table1/supervised", "table1/+all", "degeneration/n0", "energy/n64", "intl/n64"} <= set(grid)
+    for name, condition in grid.items():
+        path = script.make_config(name, condition, args, runs=tmp_path)
+        assert path.is_relative_to(tmp_path)
+        cli = lightning_cli(["--config", str(path)], run=False)
+        model, data = cli.model, cli.datamodule
+        assert isinstance(model, SelfSupervisedMPE)
+        assert model.weights == {k: float(v) for k, v in condition["weights"].items()}
+        assert model.hparams.stop_gradient and model.hparams.lr_encoder == 3e-4 and model.hparams.shift_step_bins == 5
+        streams = yaml.safe_load(path.read_text())["data"]["init_args"]["train_streams"]
+        assert streams[0]["batch_size"] == 4
+        if condition["unlabelled"]:
+            assert streams[1] == {**streams[1], "first": 48, "count": condition["unlabelled"], "batch_size": 8}
+        else:
+            assert len(streams) == 1  # closed conditions: labelled data only
+        assert data.val_streams == ["labelled", "unlabelled"]
+    assert grid["intl/n64"]["weights"]["intl"] == 0.5
