@@ -61,7 +61,9 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
     trainer.update(max_steps=args.steps, val_check_interval=args.val_every, default_root_dir=str(out))
     for logger in trainer["logger"]:
         logger["init_args"]["save_dir"] = str(out)
-    trainer["callbacks"][0]["init_args"]["dirpath"] = str(out)
+    for callback in trainer["callbacks"]:
+        if "dirpath" in callback.get("init_args", {}):
+            callback["init_args"]["dirpath"] = str(out)
     trainer["callbacks"].append({"class_path": "mpe_ssl.callbacks.SpectrumMonitor"})
     model = config["model"]["init_args"]
     model.update(weights=condition["weights"], model_complexity=args.complexity, init_weights=args.init_weights,
