@@ -165,10 +165,10 @@ def intl_loss(views: Sequence[torch.Tensor], beta: float | None = None, T: int =
     with ``MSE(a, b) = 2 - 2 mean_rows cos(a, b)`` (the squared distance of the L2-normalised
     rows) and ``TL`` :func:`intl_trace_loss`. No predictor and no stop-gradient.
 
-    The default ``beta = 0.01 (log2(m) - 3)`` follows the official code, where ``m`` is the size
-    of the whitened covariance: ``m = d`` for ``axis="feature"`` and ``m`` = the global batch
-    (``batch * world_size``, assuming equal batches per rank) for ``axis="sample"``; it is
-    clamped at 0 for ``m < 8``.
+    The default ``beta = 0.01 (log2(m) - 3)``, ``m`` the global batch (``batch * world_size``,
+    assuming equal batches per rank), on either axis, clamped at 0 for ``m < 8``. The official
+    code takes ``m`` as the size of the whitened covariance, which is the global batch on its
+    default (sample) axis; on the feature axis it would be ``d``: pass ``beta`` for that.
 
     EMA-teacher variant (INTL-M): pass the teacher's embedding of view 0, computed without
     gradient, as ``views[0]``; the gradients are INTL-M's (its ``TL(t_0)`` term is then a constant).
@@ -189,7 +189,7 @@ def intl_loss(views: Sequence[torch.Tensor], beta: float | None = None, T: int =
         raise ValueError(f"intl_loss views must share one (batch, d) shape, got {sorted(shapes)}")
     batch, d = views[0].shape
     if beta is None:
-        beta = _default_beta(d if axis == "feature" else batch * world_size())
+        beta = _default_beta(batch * world_size())
     whiten = IterNorm(d, T=T, axis=axis)
     whitened = [whiten(view) for view in views]
     trace = [intl_trace_loss(t, axis=axis) for t in whitened]

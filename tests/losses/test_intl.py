@@ -155,10 +155,11 @@ def test_intl_loss_follows_the_official_formula_and_default_beta():
     mse = [2 - 2 * F.cosine_similarity(t[i], t[0]).mean() for i in range(3)]
     expected = sum(mse[i] + beta * (trace[i] + trace[0]) for i in (1, 2)) / 2
     assert torch.allclose(intl_loss(views, beta=beta), expected, rtol=1e-6)
-    # beta = 0.01 (log2 m - 3), m the size of the whitened covariance: d = 64 features, or 32 samples.
-    assert torch.allclose(intl_loss(views), intl_loss(views, beta=0.03), rtol=1e-6)
+    # beta = 0.01 (log2 m - 3), m the global batch (32 samples here, one process) on either axis
+    assert torch.allclose(intl_loss(views), intl_loss(views, beta=0.02), rtol=1e-6)
+    assert not torch.allclose(intl_loss(views), intl_loss(views, beta=0.03), rtol=1e-6)
     assert torch.allclose(intl_loss(views, axis="sample"), intl_loss(views, beta=0.02, axis="sample"), rtol=1e-6)
-    small = [v[:, :4] for v in views]  # log2(4) - 3 < 0: clamped to no trace loss
+    small = [v[:4] for v in views]  # a batch of 4: log2(4) - 3 < 0, clamped to no trace loss
     assert torch.allclose(intl_loss(small), intl_loss(small, beta=0.0))
 
 
