@@ -28,6 +28,11 @@ from mpe_ssl.cli import lightning_cli
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "experiments" / "ssmpe.yaml"
 RUNS = ROOT / "runs" / "ssmpe"
+
+
+def start_file(tag: str) -> Path:
+    """Where :func:`evaluate_start` writes the start model's validation metrics for ``tag``."""
+    return RUNS / f"start{'-' + tag if tag else ''}.json"
 SS_TERMS = ("timbre", "percussion", "geometric")
 
 
@@ -110,7 +115,7 @@ def evaluate_start(name: str, condition: dict, args: argparse.Namespace) -> None
     config = make_config(name, condition, args)
     cli = lightning_cli(["validate", "--config", str(config), "--ckpt_path", args.init_weights])
     metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items() if key.startswith("val/")}
-    (RUNS / f"start{'-' + args.tag if args.tag else ''}.json").write_text(json.dumps(metrics, indent=2))
+    start_file(args.tag).write_text(json.dumps(metrics, indent=2))
 
 
 def read_curves(name: str) -> dict[str, list[tuple[int, float]]]:
@@ -155,19 +160,22 @@ def summarise(names: list[str], out_dir: Path, tag: str = "", start: Path | None
         all_curves[name] = curves
         test_file = RUNS / name / "test.json"
         test = json.loads(test_file.read_text()) if test_file.exists() else {}
-        lab, unl = curves.get("val/labelled/f1", []), curves.get("val/unlabelled/f1", [])
+        lab = curves.get("val/labelled/f1", [])
         trained = [point for point in lab if point[0] > 0]  # best.ckpt is chosen among these
         best = max(trained, key=lambda p: p[1]) if trained else (0, float("nan"))
+        def last(key: str) -> float:
+            return curves[key][-1][1] if curves.get(key) else float("nan")
+
         results[name] = {
             "best_labelled_val_f1": best[1], "best_step": best[0],
-            "final_labelled_val_f1": lab[-1][1] if lab else float("nan"),
-            "final_unlabelled_f1": unl[-1][1] if unl else float("nan"),
-            "final_unlabelled_blank": curves.get("val/unlabelled/blank_fraction", [(0, float("nan"))])[-1][1],
-            "final_unlabelled_silent": curves.get("val/unlabelled/silent_fraction", [(0, float("nan"))])[-1][1],
-            "final_labelled_blank": curves.get("val/labelled/blank_fraction", [(0, float("nan"))])[-1][1],
-            "final_unlabelled_precision": curves.get("val/unlabelled/precision", [(0, float("nan"))])[-1][1],
-            "final_unlabelled_recall": curves.get("val/unlabelled/recall", [(0, float("nan"))])[-1][1],
-            "final_unlabelled_latent_rank": curves.get("val/unlabelled/latent_effective_rank", [(0, float("nan"))])[-1][1],
+            "final_labelled_val_f1": last("val/labelled/f1"),
+            "final_unlabelled_f1": last("val/unlabelled/f1"),
+            "final_unlabelled_blank": last("val/unlabelled/blank_fraction"),
+            "final_unlabelled_silent": last("val/unlabelled/silent_fraction"),
+            "final_labelled_blank": last("val/labelled/blank_fraction"),
+            "final_unlabelled_precision": last("val/unlabelled/precision"),
+            "final_unlabelled_recall": last("val/unlabelled/recall"),
+            "final_unlabelled_latent_rank": last("val/unlabelled/latent_effective_rank"),
             "test_f1": test.get("test/f1", float("nan")),
             "test_precision": test.get("test/precision", float("nan")),
             "test_recall": test.get("test/recall", float("nan")),
@@ -253,7 +261,7 @@ def main() -> None:
         if not args.summarise_only:
             print(f"== {name}: {condition}", flush=True)
             run_condition(name, condition, args)
-    summarise(list(grid), ROOT / "docs" / "ssmpe", args.tag, RUNS / f"start{'-' + args.tag if args.tag else ''}.json")
+    summarise(list(grid), ROOT / "docs" / "ssmpe", args.tag, start_file(args.tag))
 
 
 if __name__ == "__main__":

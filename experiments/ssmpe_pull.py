@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from mpe_ssl.cli import lightning_cli
-from mpe_ssl.systems.base import model_state
+from mpe_ssl.systems.base import model_state, read_checkpoint
 from mpe_ssl.systems.self_supervised import SelfSupervisedMPE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +76,6 @@ def probe(checkpoint: str, batch: dict, weights: dict, stop_gradient: bool, eps:
 
 
 def _complexity(checkpoint: str) -> int:
-    from mpe_ssl.systems.base import read_checkpoint
-
     return int(read_checkpoint(checkpoint)["hyper_parameters"].get("model_complexity", 3))
 
 
