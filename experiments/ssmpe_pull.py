@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -39,6 +40,8 @@ PROBED = {
     "sparsity": {"sparsity": 1.0},
     "intl": {"intl": 1.0},
 }
+#: the terms whose target is the model's own prediction, i.e. what stop-gradient detaches
+DETACHABLE = ("timbre", "percussion", "geometric")
 
 
 def one_batch(config: Path) -> dict:
@@ -90,8 +93,6 @@ def main() -> None:
                         help="SelfSupervisedMPE arguments, e.g. max_shift_frames=9 max_stretch=1.0")
     parser.add_argument("--tag", default="", help="suffix of the output files")
     args = parser.parse_args()
-    import warnings
-
     warnings.filterwarnings("ignore", message=".*self.log.*")
     options = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.option)}
     batch = one_batch(Path(args.config))
@@ -100,8 +101,8 @@ def main() -> None:
         if label not in args.terms:
             continue
         for stop in (False, True):
-            if stop and label in ("supervised", "energy (EG)", "sparsity", "intl"):
-                continue  # no self-supervised target to detach
+            if stop and label not in DETACHABLE:
+                continue
             key = f"{label}{' (stop-gradient)' if stop else ''}"
             results[key] = probe(args.checkpoint, batch, weights, stop, args.eps, seed=0,
                                  **options)
