@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m mpe_ssl.demo --config experiments/demo.yaml
+	$(PY) -m mpe_ssl.demo --config demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,6 +1,6 @@
 """The SS-MPE experiment grid on the embedded chorales; writes a table and plots to docs/ssmpe/.
 
-Conditions (each a variant of experiments/ssmpe.yaml):
+Conditions (each a variant of the shipped ssmpe config, mpe_ssl/configs/ssmpe.yaml):
 - table1/<name>: closed conditions, labelled data only: supervised, + each objective, + all;
 - degeneration/n<N>: all objectives + N chorales used for self-supervision only, N in {0, 16, 64, 256};
 - energy/n<N>: the same + the energy-based remedy (EG energy + sparsity);
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import yaml
 
+from mpe_ssl import configs
 from mpe_ssl.cli import lightning_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = ROOT / "experiments" / "ssmpe.yaml"
+BASE = Path(configs.resolve("ssmpe"))
 RUNS = ROOT / "runs" / "ssmpe"
 
 
@@ -71,12 +72,13 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
             callback["init_args"]["dirpath"] = str(out)
     trainer["callbacks"].append({"class_path": "mpe_ssl.callbacks.SpectrumMonitor"})
     model = config["model"]["init_args"]
-    model.update(weights=condition["weights"], model_complexity=args.complexity, init_weights=args.init_weights,
-                 stop_gradient=args.stop_gradient)
+    model.update(weights=condition["weights"], init_weights=args.init_weights, stop_gradient=args.stop_gradient,
+                 max_shift_frames=args.shift_frames)
+    model["network"]["init_args"]["model_complexity"] = args.complexity
     if args.lr is not None:
         model.update(lr_encoder=args.lr, lr_decoder=args.lr)
     if args.warmup is not None:
-        model.update(warmup_steps=args.warmup)
+        model["lr_scheduler"]["init_args"]["warmup_steps"] = args.warmup
     if args.shift_step != 1:
         model.update(shift_step_bins=args.shift_step)
     data = config["data"]["init_args"]
@@ -239,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-gradient", action="store_true", help="detach the self-supervised targets")
     parser.add_argument("--shift-step", type=int, default=1,
                         help="vertical shifts of the geometric term in multiples of this many bins (5: semitones)")
+    parser.add_argument("--shift-frames", type=lambda v: None if v == "none" else int(v), default=86,
+                        help="largest time shift in frames (86: the setting of docs/ssmpe; none: a quarter of the excerpt)")
     parser.add_argument("--energy-weight", type=float, default=1.0)
     parser.add_argument("--sparsity-weight", type=float, default=0.01)
     parser.add_argument("--intl-weight", type=float, default=1.0)

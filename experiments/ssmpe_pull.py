@@ -27,8 +27,8 @@ import torch
 import yaml
 
 from mpe_ssl.cli import lightning_cli
-from mpe_ssl.systems.base import model_state, read_checkpoint
-from mpe_ssl.systems.self_supervised import SelfSupervisedMPE
+from mpe_ssl.data.drums import DrumBank
+from mpe_ssl.systems import SelfSupervisedMPE, load_system
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBED = {
@@ -44,12 +44,17 @@ PROBED = {
 DETACHABLE = ("timbre", "percussion", "geometric")
 
 
-def one_batch(config: Path) -> dict:
-    """The first training batch of the config's data module: ``{stream: batch}``."""
-    data = lightning_cli(["--config", str(config)], run=False).datamodule
+def one_batch(config: Path) -> tuple[dict, DrumBank | None]:
+    """The first training batch of the config's data module, ``{stream: batch}``, and its drums.
+
+    A run's saved config.yaml also holds ``ckpt_path`` (a ``fit`` option), dropped here.
+    """
+    settings = yaml.safe_load(config.read_text())
+    settings.pop("ckpt_path", None)
+    data = lightning_cli(["--config", yaml.safe_dump(settings)], run=False).datamodule
     data.prepare_data()
     data.setup("fit")
-    return {name: next(iter(loader)) for name, loader in data.train_dataloader().items()}
+    return {name: next(iter(loader)) for name, loader in data.train_dataloader().items()}, data.drum_bank
 
 
 @torch.no_grad()
@@ -57,16 +62,17 @@ def mean_salience(system: SelfSupervisedMPE, batch: dict) -> dict[str, float]:
     return {name: float(system.salience(part["audio"]).mean()) for name, part in batch.items()}
 
 
-def probe(checkpoint: str, batch: dict, weights: dict, stop_gradient: bool, eps: float, seed: int, **options) -> dict:
-    system = SelfSupervisedMPE(weights=weights, stop_gradient=stop_gradient, model_complexity=_complexity(checkpoint),
-                               **options)
-    system.model.load_state_dict(model_state(checkpoint))
-    system.setup("fit")
+def probe(checkpoint: str, batch: dict, drums: DrumBank | None, weights: dict, stop_gradient: bool, eps: float,
+          seed: int, **options) -> dict:
+    trained = load_system(checkpoint)
+    system = SelfSupervisedMPE(weights=weights, stop_gradient=stop_gradient, frontend=trained.frontend,
+                               network=trained.network, **options)
+    system.drum_bank = drums
     system.train()
     before = mean_salience(system, batch)
     torch.manual_seed(seed)
     loss = system.training_step(batch, 0)
-    params = [p for p in system.model.parameters() if p.requires_grad]
+    params = [p for p in system.network.parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
     norm = torch.sqrt(sum((g**2).sum() for g in grads))
@@ -76,10 +82,6 @@ def probe(checkpoint: str, batch: dict, weights: dict, stop_gradient: bool, eps:
     after = mean_salience(system, batch)
     return {"loss": float(loss), "grad_norm": float(norm), "before": before,
             "pull": {s: after[s] - before[s] for s in before}}
-
-
-def _complexity(checkpoint: str) -> int:
-    return int(read_checkpoint(checkpoint)["hyper_parameters"].get("model_complexity", 3))
 
 
 def main() -> None:
@@ -95,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*self.log.*")
     options = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.option)}
-    batch = one_batch(Path(args.config))
+    batch, drums = one_batch(Path(args.config))
     results = {}
     for label, weights in PROBED.items():
         if label not in args.terms:
@@ -104,8 +106,7 @@ def main() -> None:
             if stop and label not in DETACHABLE:
                 continue
             key = f"{label}{' (stop-gradient)' if stop else ''}"
-            results[key] = probe(args.checkpoint, batch, weights, stop, args.eps, seed=0,
-                                 **options)
+            results[key] = probe(args.checkpoint, batch, drums, weights, stop, args.eps, seed=0, **options)
             print(key, json.dumps(results[key]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """The ``mpe-ssl`` command.
 
-- ``mpe-ssl fit|validate|test|predict --config experiments/X.yaml`` (LightningCLI: any
-  :class:`~mpe_ssl.systems.MPESystem` and any LightningDataModule, chosen by ``class_path``);
+- ``mpe-ssl fit|validate|test|predict --config NAME_OR_PATH`` (LightningCLI: any
+  :class:`~mpe_ssl.systems.System` and any LightningDataModule, chosen by ``class_path``; a
+  short name such as ``demo`` names a config shipped in ``mpe_ssl/configs/``);
 - ``mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR``;
 - ``mpe-ssl data render [options]``.
 
@@ -18,16 +19,33 @@ import warnings
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
 
+from mpe_ssl import configs
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.systems import MPESystem
+from mpe_ssl.systems import System
 
-USAGE = """usage: mpe-ssl {fit,validate,test,predict} --config CONFIG.yaml [options]
+USAGE = f"""usage: mpe-ssl {{fit,validate,test,predict}} --config CONFIG [options]
        mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR
-       mpe-ssl data render [--root DIR] [--seed N] [--train N --val N --test N] [--soundfont PATH]"""
+       mpe-ssl data render [--root DIR] [--seed N] [--train N --val N --test N] [--soundfont PATH]
+
+CONFIG is a YAML file or the name of a shipped config ({', '.join(configs.names())}).
+predict writes transcriptions through the config's TranscriptionWriter callback (the demo
+config has one: runs/demo/predictions/); without one it computes and discards them."""
+
+
+def resolve_configs(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--config NAME`` of a shipped config replaced by its path."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = configs.resolve(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + configs.resolve(arg.split("=", 1)[1])
+    return out
 
 
 def lightning_cli(argv: list[str], run: bool = True) -> LightningCLI:
     """Build (and by default run) the LightningCLI over every system and data module."""
+    argv = resolve_configs(argv)
     with warnings.catch_warnings():
         # it warns whenever sys.argv has arguments too (the demo, pytest), which is intended here
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -36,7 +54,7 @@ def lightning_cli(argv: list[str], run: bool = True) -> LightningCLI:
 
 def _lightning_cli(argv: list[str], run: bool) -> LightningCLI:
     return LightningCLI(
-        MPESystem,
+        System,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,

@@ -1,7 +1,7 @@
 """The main job of ``make demo``: render, train, test and transcribe, on the embedded chorales.
 
 Steps, each through the same commands a user runs:
-1. ``mpe-ssl fit --config experiments/demo.yaml`` (renders the split on first use; logs to
+1. ``mpe-ssl fit --config demo`` (``mpe_ssl/configs/demo.yaml``) (renders the split on first use; logs to
    TensorBoard and CSV under ``runs/demo/{tensorboard,csv}/version_N``; best checkpoint at
    ``runs/demo/best.ckpt``, last at ``runs/demo/last.ckpt`` for resuming);
 2. ``mpe-ssl test`` with the best checkpoint, printing precision / recall / F1;
@@ -47,7 +47,7 @@ def run(config: str, out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/demo.yaml")
+    parser.add_argument("--config", default="demo", help="a shipped config name or a YAML path")
     parser.add_argument("--out", default="runs/demo", type=Path)
     args = parser.parse_args(argv)
     run(args.config, args.out)

@@ -75,6 +75,18 @@ def num_frames(num_samples: int) -> int:
     return 1 + num_samples // HOP_LENGTH
 
 
+def note_frames(onset_samples, offset_samples) -> tuple[np.ndarray, np.ndarray]:
+    """The frames a note sounds in: a note from sample ``on`` to ``off`` is active at frame
+    ``f`` when ``on <= f * HOP_LENGTH < off``.
+
+    Returns ``(first, stop)`` int64 arrays (stop exclusive): the first frame at or after the
+    onset and the first at or after the offset. The one rule for labels everywhere.
+    """
+    on = np.asarray(onset_samples, dtype=np.int64)
+    off = np.asarray(offset_samples, dtype=np.int64)
+    return -(-on // HOP_LENGTH), -(-off // HOP_LENGTH)
+
+
 def frame_times(n_frames: int) -> np.ndarray:
     """Times in seconds of frames ``0 .. n_frames - 1`` (float64, for mir_eval)."""
     return frame_to_seconds(np.arange(n_frames, dtype=np.float64))

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from mpe_ssl.grid import N_BINS, SAMPLE_RATE, num_frames
 from mpe_ssl.systems import SupervisedMPE
+from tests.tiny import tiny_network
 
 
 class _RandomLabelled(Dataset):
@@ -33,7 +34,7 @@ class _RandomLabelled(Dataset):
 def tiny_checkpoint(tmp_path_factory) -> str:
     """Path of a real Lightning checkpoint of a small SupervisedMPE after one step."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    system = SupervisedMPE(model_complexity=1, warmup_steps=1)
+    system = SupervisedMPE(network=tiny_network(), lr_scheduler=None)
     trainer = Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(system, DataLoader(_RandomLabelled(), batch_size=2))

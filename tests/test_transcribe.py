@@ -9,7 +9,7 @@ import soundfile as sf
 
 from mpe_ssl.cli import main
 from mpe_ssl.grid import frame_times, midi_to_hz, num_frames
-from mpe_ssl.transcribe import multipitch_to_midi
+from mpe_ssl.formats import multipitch_to_midi
 from tests.conftest import tone
 
 

@@ -2,5 +2,6 @@
 
 from mpe_ssl.callbacks.collapse import CollapseMonitor
 from mpe_ssl.callbacks.spectrum import SpectrumMonitor, spectrum_stats
+from mpe_ssl.callbacks.transcription import TranscriptionWriter
 
-__all__ = ["CollapseMonitor", "SpectrumMonitor", "spectrum_stats"]
+__all__ = ["CollapseMonitor", "SpectrumMonitor", "TranscriptionWriter", "spectrum_stats"]

@@ -56,8 +56,8 @@ class SpectrumMonitor(Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if batch_idx >= self.max_batches:
             return
-        stream = pl_module.stream_names("val")[dataloader_idx]
-        latents = pl_module.model.encode(pl_module.features(batch["audio"]))  # (B, D, T)
+        stream = list(pl_module.eval_streams("val"))[dataloader_idx]
+        latents = pl_module.network.encode(pl_module.batch_features(batch))  # (B, D, T)
         frames = latents.transpose(1, 2).reshape(-1, latents.shape[1]).double()
         sums = self.sums.setdefault(stream, [frames.new_zeros(()), frames.new_zeros(frames.shape[1]),
                                              frames.new_zeros(frames.shape[1], frames.shape[1])])
@@ -69,7 +69,7 @@ class SpectrumMonitor(Callback):
         if trainer.sanity_checking or not self.sums:
             return
         self.steps.append(trainer.global_step)
-        for stream in pl_module.stream_names("val"):
+        for stream in pl_module.eval_streams("val"):
             if stream not in self.sums:
                 continue
             count, total, outer = (trainer.strategy.reduce(t, reduce_op="sum") for t in self.sums[stream])

@@ -12,10 +12,10 @@ from torch.utils.data import Dataset
 
 from mpe_ssl import grid
 from mpe_ssl.distributed import global_rank
-from mpe_ssl.data.render import SPLITS, load_manifest, load_multipitch, read_notes
+from mpe_ssl.data.render import SPLITS, load_manifest, read_notes
 from mpe_ssl.errors import MpeSslError
 
-__all__ = ["RenderedChorales", "note_targets", "load_notes", "load_multipitch"]
+__all__ = ["RenderedChorales", "note_targets", "load_notes"]
 
 
 def load_notes(path: str | os.PathLike) -> np.ndarray:
@@ -42,11 +42,9 @@ def note_targets(notes: np.ndarray, start_sample: int, num_samples: int) -> torc
     targets = torch.zeros(grid.N_BINS, frames, dtype=torch.float32)
     if len(notes) == 0:
         return targets
-    start_frame = start_sample // hop
-    first = -(-notes[:, 0] // hop) - start_frame  # first frame with t >= on
-    stop = -(-notes[:, 1] // hop) - start_frame  # first frame with t >= off
-    first = np.clip(first, 0, frames)
-    stop = np.clip(stop, 0, frames)
+    first, stop = grid.note_frames(notes[:, 0], notes[:, 1])
+    first = np.clip(first - start_sample // hop, 0, frames)
+    stop = np.clip(stop - start_sample // hop, 0, frames)
     bins = np.rint(grid.midi_to_bin(notes[:, 2].astype(np.float64))).astype(np.int64)
     for a, b, k in zip(first, stop, bins):
         if b > a and 0 <= k < grid.N_BINS:
@@ -72,7 +70,6 @@ class RenderedChorales(Dataset):
             end to end, at least one).
         seed: seeds the random excerpts in the main process; a DataLoader worker mixes it
             with its own seed (which differs per worker and per epoch).
-        stream: the ``stream`` value of every item (``"labelled"``).
         max_pieces: use only N pieces of the split (from ``first_piece`` on).
         first_piece: skip the split's first pieces (streams can take disjoint ranges).
         with_labels: include ``targets`` in items; False hides the labels (a stream used
@@ -80,7 +77,7 @@ class RenderedChorales(Dataset):
         cache_audio: keep every piece's audio in memory after the first read.
 
     Items are dicts: ``audio`` float32 ``(samples,)``, ``targets`` float32
-    ``(grid.N_BINS, grid.num_frames(samples))``, ``stream`` str, ``track`` (piece id),
+    ``(grid.N_BINS, grid.num_frames(samples))``, ``track`` (piece id),
     ``start_frame`` int (frame of the piece at which the excerpt starts; the excerpt starts
     at sample ``start_frame * grid.HOP_LENGTH``). Excerpts running past the end of a piece
     are zero-padded (audio and targets).
@@ -95,7 +92,6 @@ class RenderedChorales(Dataset):
         items_per_epoch: int | None = None,
         excerpts_per_piece: int | None = None,
         seed: int = 0,
-        stream: str = "labelled",
         max_pieces: int | None = None,
         cache_audio: bool = False,
         first_piece: int = 0,
@@ -117,7 +113,6 @@ class RenderedChorales(Dataset):
         if manifest.get("sample_rate", grid.SAMPLE_RATE) != grid.SAMPLE_RATE:
             raise MpeSslError(f"{self.root}: rendered at {manifest['sample_rate']} Hz, not {grid.SAMPLE_RATE} Hz")
         self.split = split
-        self.stream = stream
         self.seed = int(seed)
         self.cache_audio = cache_audio
         self.random = (split == "train") if random_excerpts is None else bool(random_excerpts)
@@ -218,7 +213,6 @@ class RenderedChorales(Dataset):
         audio = self._read(i, start, self.excerpt_samples)
         item = {
             "audio": torch.from_numpy(audio),
-            "stream": self.stream,
             "track": self.pieces[i]["id"],
             "start_frame": start // hop,
         }

@@ -1,12 +1,19 @@
 """One DataModule that mixes labelled, pseudo-labelled and unlabelled streams per batch.
 
-Each :class:`StreamSpec` names a stream and where its audio comes from: a range of pieces of
-the embedded chorales (rendered on first use) or any ``torch.utils.data.Dataset`` given by
-``class_path``. Training batches are dicts ``{name: batch}``, one batch per training stream
-of that stream's ``batch_size`` (so a batch of 8 labelled + 16 unlabelled samples is two
-specs); every item carries ``stream``, and unlabelled items carry no ``targets`` at all.
-Validation and test have one dataloader per spec, named by ``val_streams``/``test_streams``,
-so every figure can be logged per stream.
+Each :class:`StreamSpec` gives a stream its kind (labelled, pseudo, unlabelled), its name and
+where its audio comes from: a range of pieces of the embedded chorales (rendered on first
+use) or any ``torch.utils.data.Dataset`` given by ``class_path``. Training batches are dicts
+``{name: batch}``, one batch per training stream of that stream's ``batch_size`` (so a batch
+of 8 labelled + 16 unlabelled samples is two specs); every item carries ``kind`` and
+``stream`` (its name), and unlabelled training items carry no labels at all (see
+:mod:`mpe_ssl.batch`). Validation and test have one dataloader per spec, named by
+``val_streams``/``test_streams`` (kinds by :meth:`MixedStreamDataModule.stream_kinds`), so
+every figure can be logged per stream; an evaluation stream keeps whatever labels its
+dataset has (an unlabelled chorale stream is scored against its hidden labels, to watch
+the collapse), and one without labels is scored on what needs none.
+
+The datamodule also provides the drum loops of the percussion view (``drums``): rendered in
+``prepare_data`` and loaded in ``setup`` as ``drum_bank``.
 
 Under DDP Lightning gives each rank its own shard of every stream (DistributedSampler), the
 random excerpts are drawn per rank (see :class:`RenderedChorales`), and every stream of every
@@ -21,11 +28,11 @@ from pathlib import Path
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from mpe_ssl.batch import KINDS, tag_item
 from mpe_ssl.data.datasets import RenderedChorales
-from mpe_ssl.data.render import SPLITS, RenderConfig, render_dataset
+from mpe_ssl.data.drums import DrumBank, DrumConfig, load_drums, render_drums
+from mpe_ssl.data.render import DEFAULT_PROGRAMS, SPLITS, RenderConfig, render_dataset
 from mpe_ssl.errors import MpeSslError
-
-STREAMS = ("labelled", "pseudo", "unlabelled")
 
 
 @dataclass
@@ -33,17 +40,19 @@ class StreamSpec:
     """One stream of a mixed DataModule.
 
     Attributes:
-        stream: ``labelled``, ``pseudo`` (labels made by an earlier stage; items may carry a
-            ``confidence``) or ``unlabelled`` (labels hidden from training).
-        name: the stream's name in batches and logs (default: ``stream``); unique per split.
+        kind: ``labelled``, ``pseudo`` (labels made by an earlier stage) or ``unlabelled``
+            (labels hidden from training).
+        name: the stream's name in batches and logs (default: its kind); unique per split,
+            so two unlabelled sources are two names.
         split / first / count: the chorale pieces ``first .. first + count`` of ``split``.
         batch_size: training samples of this stream per batch.
-        dataset: any Dataset of items ``{"audio": (samples,), "targets": (bins, frames)}``
-            to use instead of chorales (its items get ``stream`` set, and lose ``targets``
-            when the stream is unlabelled).
+        dataset: any Dataset of items with the keys of :mod:`mpe_ssl.batch` (e.g.
+            ``{"audio": (samples,), "targets": (bins, frames)}``) to use instead of chorales;
+            its items get ``kind`` and ``stream`` set, and lose their labels in training
+            when the stream is unlabelled.
     """
 
-    stream: str = "labelled"
+    kind: str = "labelled"
     name: str | None = None
     split: str = "train"
     first: int = 0
@@ -52,28 +61,29 @@ class StreamSpec:
     dataset: Dataset | None = None
 
     def __post_init__(self) -> None:
-        if self.stream not in STREAMS:
-            raise MpeSslError(f"stream: {self.stream!r} is not one of {', '.join(STREAMS)}")
+        if self.kind not in KINDS:
+            raise MpeSslError(f"kind: {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.split not in SPLITS:
             raise MpeSslError(f"split: {self.split!r} is not one of {', '.join(SPLITS)}")
-        self.name = self.name or self.stream
+        if self.batch_size < 1:
+            raise MpeSslError(f"batch_size: {self.batch_size} must be >= 1")
+        self.name = self.name or self.kind
 
 
 class StreamView(Dataset):
-    """A dataset's items tagged with a stream; targets removed for unlabelled streams."""
+    """A dataset's items tagged with a stream's kind and name (:func:`mpe_ssl.batch.tag_item`).
 
-    def __init__(self, dataset: Dataset, stream: str) -> None:
-        self.dataset, self.stream = dataset, stream
+    With ``hide_labels`` (training), an unlabelled stream's items lose every label key.
+    """
+
+    def __init__(self, dataset: Dataset, kind: str, name: str, hide_labels: bool) -> None:
+        self.dataset, self.kind, self.name, self.hide_labels = dataset, kind, name, hide_labels
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        item = dict(self.dataset[index])
-        item["stream"] = self.stream
-        if self.stream == "unlabelled":
-            item.pop("targets", None)
-        return item
+        return tag_item(self.dataset[index], self.kind, self.name, self.hide_labels)
 
 
 class MixedStreamDataModule(LightningDataModule):
@@ -86,10 +96,16 @@ class MixedStreamDataModule(LightningDataModule):
         root: chorale dataset folder; default ``data/cache/chorales/<hash of the render settings>``.
         seed: render seed (instruments, gains, tempo, splits) and excerpt seed.
         soundfont: a ``.sf2/.sf3`` path; default pretty_midi's TimGM6mb.sf2.
+        programs: the General MIDI programs (0-based) the parts are drawn from.
+        gain_db: per-part gain range in dB, after loudness levelling.
+        tempo_factor: global tempo factor range per piece.
         excerpt_seconds: training excerpt length.
         steps_per_epoch: training batches per epoch and rank.
         eval_seconds: evaluate on excerpts of this length (None: whole pieces).
+        eval_batch_size: validation/test batch size (default: 8 for excerpts, 1 for whole
+            pieces, whose lengths differ).
         num_workers: DataLoader worker processes per dataloader.
+        drums: the drum loops of the percussion view (None: none; ``{}``: the default GM loops).
     """
 
     def __init__(
@@ -100,34 +116,46 @@ class MixedStreamDataModule(LightningDataModule):
         root: str | None = None,
         seed: int = 0,
         soundfont: str | None = None,
+        programs: tuple[int, ...] = DEFAULT_PROGRAMS,
+        gain_db: tuple[float, float] = (-6.0, 0.0),
+        tempo_factor: tuple[float, float] = (0.9, 1.1),
         excerpt_seconds: float = 4.0,
         steps_per_epoch: int = 100,
         eval_seconds: float | None = None,
+        eval_batch_size: int | None = None,
         num_workers: int = 0,
+        drums: DrumConfig | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train_streams", "val_streams", "test_streams"])
         self.train_specs = list(train_streams)
         self.val_specs = list(val_streams)
         self.test_specs = list(test_streams) if test_streams is not None else [
-            StreamSpec(stream=s.stream, name=s.name, split="test", first=s.first, count=s.count)
+            StreamSpec(kind=s.kind, name=s.name, split="test", first=s.first, count=s.count)
             for s in self.val_specs if s.dataset is None and s.split == "val"
         ]
         for split, specs in (("train", self.train_specs), ("val", self.val_specs), ("test", self.test_specs)):
             names = [s.name for s in specs]
             if not names or len(set(names)) != len(names):
                 raise MpeSslError(f"{split}_streams: names {names} must be given and unique")
+        for key, value in (("steps_per_epoch", steps_per_epoch), ("eval_batch_size", eval_batch_size or 1)):
+            if value < 1:
+                raise MpeSslError(f"{key}: {value} must be >= 1")
         counts: dict[str, int | None] = {split: 0 for split in SPLITS}
         for spec in self.train_specs + self.val_specs + self.test_specs:
             if spec.dataset is None:
                 stop = None if spec.count is None else spec.first + spec.count
                 counts[spec.split] = None if stop is None or counts[spec.split] is None else max(counts[spec.split], stop)
-        kwargs = {"seed": seed, "counts": counts}
-        if soundfont is not None:
-            kwargs["soundfont"] = soundfont
-        self.render_config = RenderConfig(**kwargs)
+        self.render_config = RenderConfig(
+            seed=seed, soundfont=soundfont, programs=tuple(programs), gain_db=tuple(gain_db),
+            tempo_factor=tuple(tempo_factor), counts=counts,
+        )
         self.root = Path(root) if root is not None else None
         self.datasets: dict[str, list[Dataset]] = {}
+        self.drum_bank: DrumBank | None = None
+
+    def _specs(self, split: str) -> list[StreamSpec]:
+        return {"train": self.train_specs, "val": self.val_specs, "test": self.test_specs}[split]
 
     @property
     def val_streams(self) -> list[str]:
@@ -137,8 +165,14 @@ class MixedStreamDataModule(LightningDataModule):
     def test_streams(self) -> list[str]:
         return [s.name for s in self.test_specs]
 
+    def stream_kinds(self, split: str) -> dict[str, str]:
+        """``{stream name: kind}`` of a split's streams, in dataloader order (predict: test's)."""
+        return {s.name: s.kind for s in self._specs("test" if split == "predict" else split)}
+
     def prepare_data(self) -> None:
         self.root = render_dataset(self.render_config, root=self.root)
+        if self.hparams.drums is not None:
+            render_drums(self.hparams.drums)
 
     def _chorales(self, spec: StreamSpec, train: bool, world_size: int) -> Dataset:
         hp = self.hparams
@@ -146,29 +180,26 @@ class MixedStreamDataModule(LightningDataModule):
             return RenderedChorales(
                 self.root, spec.split, excerpt_seconds=hp.excerpt_seconds, random_excerpts=True,
                 items_per_epoch=hp.steps_per_epoch * spec.batch_size * world_size, seed=hp.seed,
-                stream=spec.stream, first_piece=spec.first, max_pieces=spec.count,
-                with_labels=spec.stream != "unlabelled",
+                first_piece=spec.first, max_pieces=spec.count, with_labels=spec.kind != "unlabelled",
             )
         return RenderedChorales(
             self.root, spec.split, excerpt_seconds=hp.eval_seconds, random_excerpts=False,
-            stream=spec.stream, first_piece=spec.first, max_pieces=spec.count,
+            first_piece=spec.first, max_pieces=spec.count,
         )
 
     def setup(self, stage: str | None = None) -> None:
         if self.root is None:  # prepare_data ran on another rank
             self.root = render_dataset(self.render_config, progress=False)
+        if self.hparams.drums is not None and self.drum_bank is None:
+            self.drum_bank = load_drums(self.hparams.drums)
         world_size = self.trainer.world_size if self.trainer is not None else 1
-        for split, specs in (("train", self.train_specs), ("val", self.val_specs), ("test", self.test_specs)):
+        for split in ("train", "val", "test"):
+            train = split == "train"
             self.datasets[split] = [
-                StreamView(spec.dataset, spec.stream) if spec.dataset is not None
-                else self._chorales(spec, split == "train", world_size)
-                for spec in specs
+                StreamView(spec.dataset if spec.dataset is not None else self._chorales(spec, train, world_size),
+                           spec.kind, spec.name, hide_labels=train)
+                for spec in self._specs(split)
             ]
-
-    def _loader(self, dataset: Dataset, batch_size: int) -> DataLoader:
-        workers = self.hparams.num_workers
-        return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0,
-                          drop_last=False)
 
     def train_dataloader(self) -> dict[str, DataLoader]:
         return {
@@ -179,14 +210,17 @@ class MixedStreamDataModule(LightningDataModule):
             for spec, dataset in zip(self.train_specs, self.datasets["train"])
         }
 
-    def _eval_batch_size(self) -> int:
-        return 1 if self.hparams.eval_seconds is None else 8
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
+        hp = self.hparams
+        batch_size = hp.eval_batch_size or (1 if hp.eval_seconds is None else 8)
+        return [DataLoader(dataset, batch_size=batch_size, num_workers=hp.num_workers,
+                           persistent_workers=hp.num_workers > 0) for dataset in self.datasets[split]]
 
     def val_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, self._eval_batch_size()) for d in self.datasets["val"]]
+        return self._eval_loaders("val")
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(d, self._eval_batch_size()) for d in self.datasets["test"]]
+        return self._eval_loaders("test")
 
     def predict_dataloader(self) -> list[DataLoader]:
-        return self.test_dataloader()
+        return self._eval_loaders("test")

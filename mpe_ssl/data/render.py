@@ -44,6 +44,7 @@ from mpe_ssl import grid
 from mpe_ssl.atomic import atomic_write, publish_directory
 from mpe_ssl.data.chorales import Chorale, chorale_ids, load_chorale
 from mpe_ssl.errors import MpeSslError
+from mpe_ssl.formats import Multipitch, load_multipitch, write_multipitch
 
 RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
 SPLITS = ("train", "val", "test")
@@ -373,34 +374,18 @@ def mix_of(stems: list[np.ndarray]) -> np.ndarray:
 
 
 def frame_labels(notes: list[tuple[int, int, int]], num_samples: int) -> list[list[int]]:
-    """Active MIDI pitches of each grid frame: a note ``(on, off, pitch)`` in samples is
-    active at frame ``f`` when ``on <= f * hop < off``."""
-    hop = grid.HOP_LENGTH
+    """Active MIDI pitches of each grid frame (:func:`mpe_ssl.grid.note_frames`)."""
     frames: list[set[int]] = [set() for _ in range(grid.num_frames(num_samples))]
-    for on, off, pitch in notes:
-        first = -(-on // hop)
-        stop = min(-(-off // hop), len(frames))
-        for f in range(first, stop):
+    firsts, stops = grid.note_frames([on for on, _, _ in notes], [off for _, off, _ in notes])
+    for (_, _, pitch), first, stop in zip(notes, firsts, stops):
+        for f in range(int(first), min(int(stop), len(frames))):
             frames[f].add(int(pitch))
     return [sorted(active) for active in frames]
 
 
-def write_multipitch(path: Path, labels: list[list[int]]) -> None:
-    """mir_eval multipitch text: frame time in seconds, then the Hz of each active pitch."""
-    times = grid.frame_times(len(labels))
-    lines = []
-    for t, pitches in zip(times, labels):
-        freqs = "".join(f"\t{f:.4f}" for f in np.atleast_1d(grid.midi_to_hz(np.array(pitches, dtype=float))))
-        lines.append(f"{t:.6f}{freqs if pitches else ''}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def load_multipitch(path: str | os.PathLike) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Read a multipitch.txt back: ``(times (frames,), [Hz array per frame])``."""
-    import mir_eval
-
-    times, freqs = mir_eval.io.load_ragged_time_series(str(path))
-    return np.asarray(times, dtype=np.float64), [np.asarray(f, dtype=np.float64) for f in freqs]
+def labels_multipitch(labels: list[list[int]]) -> Multipitch:
+    """Frame labels (MIDI pitches per frame) in mir_eval's multi-pitch form (times, Hz)."""
+    return grid.frame_times(len(labels)), [grid.midi_to_hz(np.array(p, dtype=np.float64)) for p in labels]
 
 
 def read_notes(path: str | os.PathLike) -> list[dict]:
@@ -460,7 +445,7 @@ def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) ->
                 writer.writerow([part, program, f"{on / sr:.9f}", f"{off / sr:.9f}", pitch])
                 all_notes.append((on, off, pitch))
         (tmp / "notes.csv").write_text(buffer.getvalue())
-        write_multipitch(tmp / "multipitch.txt", frame_labels(all_notes, num_samples))
+        write_multipitch(tmp / "multipitch.txt", labels_multipitch(frame_labels(all_notes, num_samples)))
 
         meta = {
             "id": piece_id,

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
+from mpe_ssl.formats import Multipitch
 from mpe_ssl.grid import bin_to_midi, frame_times, midi_to_hz
-
-Multipitch = tuple[np.ndarray, list[np.ndarray]]
 
 
 def salience_to_multipitch(salience: np.ndarray | torch.Tensor, threshold: float = 0.5) -> Multipitch:
@@ -71,8 +70,8 @@ def track_scores(reference: Multipitch, estimate: Multipitch) -> dict[str, float
 class MultiPitchMetric(Metric):
     """Mean per-track multi-pitch precision, recall, accuracy and F1 via ``mir_eval``.
 
-    ``update(salience, labels)`` takes a batch of tracks, ``(batch, bins, frames)`` each, and
-    optionally ``lengths (batch,)`` in frames to ignore padding. The states are per-track sums
+    ``update(salience, labels)`` takes a batch of tracks, ``(batch, bins, frames)`` each
+    (evaluate whole pieces at batch size 1, or excerpts of equal length). The states are per-track sums
     and a track count, all reduced with ``sum``, so the mean over tracks is exact across DDP
     ranks (no averaging of per-rank F1s).
     """
@@ -88,7 +87,7 @@ class MultiPitchMetric(Metric):
             self.add_state(f"{name}_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("tracks", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, salience: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor | None = None) -> None:
+    def update(self, salience: torch.Tensor, labels: torch.Tensor) -> None:
         if salience.shape != labels.shape or salience.ndim != 3:
             raise ValueError(
                 f"salience {tuple(salience.shape)} and labels {tuple(labels.shape)} must both be (batch, bins, frames)"
@@ -96,10 +95,8 @@ class MultiPitchMetric(Metric):
         salience = salience.detach().float().cpu().numpy()
         labels = labels.detach().float().cpu().numpy()
         for index in range(salience.shape[0]):
-            frames = salience.shape[2] if lengths is None else int(lengths[index])
             scores = track_scores(
-                labels_to_multipitch(labels[index, :, :frames]),
-                salience_to_multipitch(salience[index, :, :frames], self.threshold),
+                labels_to_multipitch(labels[index]), salience_to_multipitch(salience[index], self.threshold)
             )
             for name in self.names:
                 state = getattr(self, f"{name}_sum")

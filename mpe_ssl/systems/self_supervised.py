@@ -10,10 +10,13 @@ One training step, shapes ``(batch, ...)`` over the samples of every stream toge
     support/harmonic/energy/sparsity from X itself          energy streams
     intl            INTL(latents of X, latents of a view)   intl streams (frames as samples)
 
-Each term is computed per stream and logged as ``train/<stream>/<term>``; the term's value in
-the total is the sample-weighted mean over the streams it applies to. Random transforms draw
-from a generator seeded by ``(transform_seed, global rank, global step)``, so DDP ranks see
-different transforms and a rerun sees the same ones.
+Each term is computed per stream (by stream *name*: two unlabelled sources are two streams)
+and logged as ``train/<stream>/<term>``; the term's value in the total is the sample-weighted
+mean over the streams it applies to. A term's stream list may name streams or kinds
+(``labelled``, ``pseudo``, ``unlabelled``). Random transforms draw from a generator seeded by
+``(transform_seed, global rank, global step)``, so DDP ranks see different transforms and a
+rerun sees the same ones. The drum loops of the percussion view come from the datamodule
+(``MixedStreamDataModule(drums=...)``), or are set on ``drum_bank`` by hand.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from mpe_ssl.data.drums import DrumBank, DrumConfig, load_drums
+from mpe_ssl.data.drums import DrumBank
+from mpe_ssl.batch import stream_kind
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.losses import (
     energy_loss,
@@ -38,10 +42,10 @@ from mpe_ssl.losses import (
     supervised_loss,
     support_loss,
 )
-from mpe_ssl.systems.base import MPESystem, stream_batches
+from mpe_ssl.systems.mpe import MPESystem
 from mpe_ssl.transforms import random_equalization, random_geometric, random_percussion
 
-SUPERVISED_STREAMS = ("labelled", "pseudo")
+SUPERVISED_KINDS = ("labelled", "pseudo")
 
 
 @dataclass
@@ -49,9 +53,10 @@ class _Step:
     """What the terms of one training step read; ``views`` caches transformed views."""
 
     parts: list[dict]
-    kinds: list[str]  # stream of each sample
-    groups: dict[str, torch.Tensor]  # stream -> sample indices
-    audio: torch.Tensor  # (batch, samples)
+    names: list[str]  # stream name of each sample
+    kinds: dict[str, str]  # stream name -> kind
+    groups: dict[str, torch.Tensor]  # stream name -> sample indices
+    audio: torch.Tensor | None  # (batch, samples); None when the batch brought features
     features: torch.Tensor  # (batch, harmonics, bins, frames)
     logits: torch.Tensor  # (batch, bins, frames)
     latents: torch.Tensor  # (batch, D, frames)
@@ -66,22 +71,32 @@ class SelfSupervisedMPE(MPESystem):
     Args:
         weights: weight of each term of ``TERMS``; a term with weight 0 (or absent) is not
             computed. Default: supervised only.
-        self_supervised_streams: streams the invariance/equivariance terms apply to (the
-            paper: every sample).
-        energy_streams: streams the support/harmonic/energy/sparsity terms apply to.
+        self_supervised_streams: streams (names or kinds) the invariance/equivariance terms
+            apply to (the paper: every sample).
+        energy_streams: streams (names or kinds) the support/harmonic/energy/sparsity terms
+            apply to.
         stop_gradient: detach the self-supervised targets ``sigmoid(z)`` (the reference code
             does not).
         equalization: ``parabolic`` (v0.2.0) or ``gaussian`` (earlier) EQ curves.
-        max_shift_bins / max_shift_frames / max_stretch: geometric transform ranges.
+        eq_pointiness: depth factor ``p`` of the parabolic curves (reference: 2).
+        eq_max_gain / eq_max_width: largest boost/cut and largest width in bins of the
+            Gaussian curves (default width: a tenth of the curve).
+        max_shift_bins: largest vertical shift, in bins.
+        max_shift_frames: largest time shift in frames; None: ``max_shift_fraction`` of the
+            excerpt's frames (the reference's 86 of 344 frames is a quarter), so 1 s and 4 s
+            excerpts keep the same proportions.
+        max_shift_fraction: see ``max_shift_frames``.
+        max_stretch: time stretch factors lie in ``[1 / max_stretch, max_stretch]``.
         shift_step_bins: vertical shifts are multiples of this many bins (5 = whole
             semitones at 60 bins per octave; 1 = any bin, the reference).
         max_volume: largest drum volume of the percussion overlay.
-        intl_streams: streams whose latent frames the INTL term whitens (the anti-collapse
-            regulariser of the INTL paper, applied to the autoencoder's latent).
+        intl_streams: streams (names or kinds) whose latent frames the INTL term whitens (the
+            anti-collapse regulariser of the INTL paper, applied to the network's latent).
         intl_view: the second view of INTL: ``timbre`` (EQ) or ``percussion`` (drums added).
         intl_iterations: Newton iterations T of IterNorm.
+        intl_beta: trace-loss weight of INTL; None: ``0.01 (log2(global batch) - 3)``.
+        intl_axis: ``feature`` (whiten the latent dimensions) or ``sample``.
         intl_frames: frames drawn at random per step for INTL (None: all; bounds the cost).
-        drums: the drum loops of the percussion overlay.
         transform_seed: base seed of the random transforms.
         blur_sigma: blur of the supervised targets, in bins.
         **kwargs: see :class:`MPESystem`.
@@ -94,16 +109,21 @@ class SelfSupervisedMPE(MPESystem):
         energy_streams: Sequence[str] = ("labelled", "pseudo", "unlabelled"),
         stop_gradient: bool = False,
         equalization: str = "parabolic",
+        eq_pointiness: float = 2.0,
+        eq_max_gain: float = 0.375,
+        eq_max_width: float | None = None,
         max_shift_bins: int = 60,
-        max_shift_frames: int = 86,
+        max_shift_frames: int | None = None,
+        max_shift_fraction: float = 0.25,
         max_stretch: float = 2.0,
         shift_step_bins: int = 1,
         max_volume: float = 1.0,
         intl_streams: Sequence[str] = ("unlabelled",),
         intl_view: str = "timbre",
         intl_iterations: int = 4,
+        intl_beta: float | None = None,
+        intl_axis: str = "feature",
         intl_frames: int | None = 1024,
-        drums: DrumConfig | None = None,
         transform_seed: int = 0,
         blur_sigma: float = 1.0,
         **kwargs,
@@ -116,13 +136,27 @@ class SelfSupervisedMPE(MPESystem):
         self.weights = {term: float(w) for term, w in weights.items() if w}
         if intl_view not in ("timbre", "percussion"):
             raise MpeSslError(f"intl_view: {intl_view!r} is not 'timbre' or 'percussion'")
+        if intl_axis not in ("feature", "sample"):
+            raise MpeSslError(f"intl_axis: {intl_axis!r} is not 'feature' or 'sample'")
+        if not 0 <= max_shift_fraction <= 1:
+            raise MpeSslError(f"max_shift_fraction: {max_shift_fraction} must be in [0, 1]")
         self.drum_bank: DrumBank | None = None
+
+    @property
+    def needs_drums(self) -> bool:
+        """Whether a term draws drum loops (percussion, or INTL with the percussion view)."""
+        return "percussion" in self.weights or ("intl" in self.weights and self.hparams.intl_view == "percussion")
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        needs_drums = "percussion" in self.weights or ("intl" in self.weights and self.hparams.intl_view == "percussion")
-        if needs_drums and self.drum_bank is None:
-            self.drum_bank = load_drums(self.hparams.drums or DrumConfig())
+        if stage == "fit" and self.needs_drums and self.drum_bank is None:
+            datamodule = getattr(self._trainer, "datamodule", None)
+            self.drum_bank = getattr(datamodule, "drum_bank", None)
+            if self.drum_bank is None:
+                raise MpeSslError(
+                    "SelfSupervisedMPE: the percussion view needs drum loops: give the datamodule "
+                    "'drums' (e.g. data.init_args.drums: {} for the default GM loops)"
+                )
 
     def _generator(self) -> torch.Generator:
         entropy = [self.hparams.transform_seed, self.global_rank, self.global_step]
@@ -130,15 +164,15 @@ class SelfSupervisedMPE(MPESystem):
         return torch.Generator().manual_seed(seed)
 
     def _term(
-        self, name: str, groups: dict[str, torch.Tensor], streams: Sequence[str], loss: Callable[[torch.Tensor], torch.Tensor]
+        self, name: str, step: _Step, streams: Sequence[str], loss: Callable[[torch.Tensor], torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """``{name: sample-weighted mean over streams of loss(index)}``; logs each stream's value.
 
-        Empty when none of ``groups`` is in ``streams``.
+        A stream takes part when its name or its kind is in ``streams``; empty when none does.
         """
         total, count = None, 0
-        for stream, index in groups.items():
-            if stream not in streams:
+        for stream, index in step.groups.items():
+            if stream not in self._selected(step, streams):
                 continue
             value = loss(index)
             self.log(f"train/{stream}/{name}", value, batch_size=len(index))
@@ -146,8 +180,12 @@ class SelfSupervisedMPE(MPESystem):
             count += len(index)
         return {} if total is None else {name: total / count}
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        step = self._forward(batch)
+    def _selected(self, step: _Step, streams: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The groups of ``step`` whose name or kind is in ``streams``."""
+        return {s: i for s, i in step.groups.items() if s in streams or step.kinds[s] in streams}
+
+    def training_loss(self, streams: dict[str, dict]) -> torch.Tensor:
+        step = self._forward(streams)
         terms = {
             **self._supervised_terms(step),
             **self._view_terms(step),
@@ -156,7 +194,7 @@ class SelfSupervisedMPE(MPESystem):
         }
         if not terms:
             raise MpeSslError("no loss term applies to this batch: check weights and the streams they apply to")
-        samples = len(step.kinds)
+        samples = len(step.names)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=samples)
         total = sum(self.weights[name] * value for name, value in terms.items())
@@ -164,17 +202,19 @@ class SelfSupervisedMPE(MPESystem):
         return total
 
     # ------------------------------------------------------------------ one step
-    def _forward(self, batch: dict) -> _Step:
-        parts = list(stream_batches(batch).values())
-        audio = torch.cat([part["audio"] for part in parts])
-        kinds = [stream for part in parts for stream in part["stream"]]
+    def _forward(self, streams: dict[str, dict]) -> _Step:
+        parts = list(streams.values())
+        sizes = [len(part["audio"] if "audio" in part else part["features"]) for part in parts]
+        names = [name for name, size in zip(streams, sizes) for _ in range(size)]
+        kinds = {name: stream_kind(part) for name, part in streams.items()}
+        features = self.stream_features(parts)
+        audio = torch.cat([part["audio"] for part in parts]) if all("audio" in part for part in parts) else None
         groups = {
-            stream: torch.tensor([i for i, k in enumerate(kinds) if k == stream], device=audio.device)
-            for stream in dict.fromkeys(kinds)
+            stream: torch.tensor([i for i, n in enumerate(names) if n == stream], device=features.device)
+            for stream in streams
         }
-        features = self.features(audio)
-        logits, latents = self.model.forward_with_latents(features)
-        return _Step(parts, kinds, groups, audio, features, logits, latents, self._generator())
+        logits, latents = self.network.forward_with_latents(features)
+        return _Step(parts, names, kinds, groups, audio, features, logits, latents, self._generator())
 
     def _view(self, step: _Step, kind: str, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and latents of the ``timbre`` or ``percussion`` view of samples ``index``.
@@ -185,33 +225,49 @@ class SelfSupervisedMPE(MPESystem):
         if key not in step.views:
             hp = self.hparams
             if kind == "timbre":
-                view = random_equalization(step.features[index], step.generator, kind=hp.equalization)[0]
+                view = random_equalization(
+                    step.features[index], step.generator, kind=hp.equalization, **self._curve_settings()
+                )[0]
             else:
+                if step.audio is None:
+                    raise MpeSslError("SelfSupervisedMPE: the percussion view needs 'audio' in every stream's batch")
                 drums = self.drum_bank.to(step.audio.device)
-                view = random_percussion(step.audio[index], drums, self.hcqt, step.generator, hp.max_volume)[0]
-            z, h = self.model.forward_with_latents(view)
+                view = random_percussion(step.audio[index], drums, self.features, step.generator, hp.max_volume)[0]
+            z, h = self.network.forward_with_latents(view)
             full_z, full_h = torch.zeros_like(step.logits), torch.zeros_like(step.latents)
             full_z[index], full_h[index] = z, h
             step.views[key] = (full_z, full_h)
         return step.views[key]
 
+    def _curve_settings(self) -> dict:
+        """The EQ curve's shape parameters for :func:`random_equalization`."""
+        hp = self.hparams
+        if hp.equalization == "parabolic":
+            return {"pointiness": hp.eq_pointiness}
+        return {"max_gain": hp.eq_max_gain, "max_width": hp.eq_max_width}
+
     def _supervised_terms(self, step: _Step) -> dict[str, torch.Tensor]:
         if "supervised" not in self.weights:
             return {}
         targets = torch.zeros_like(step.logits)
-        offset = 0
-        for part in step.parts:
-            if "targets" in part:
-                targets[offset : offset + len(part["audio"])] = part["targets"]
-            offset += len(part["audio"])
+        labelled = []
+        for (stream, index), part in zip(step.groups.items(), step.parts):
+            if "targets" in part and step.kinds[stream] in SUPERVISED_KINDS:
+                targets[index] = part["targets"]
+                labelled.append(stream)
         sigma = self.hparams.blur_sigma
-        return self._term("supervised", step.groups, SUPERVISED_STREAMS,
+        return self._term("supervised", step, labelled,
                           lambda i: supervised_loss(step.logits[i], targets[i], sigma))
+
+    def _max_shift_frames(self, frames: int) -> int:
+        """Largest time shift for excerpts of ``frames`` frames."""
+        hp = self.hparams
+        return int(hp.max_shift_frames) if hp.max_shift_frames is not None else int(hp.max_shift_fraction * frames)
 
     def _view_terms(self, step: _Step) -> dict[str, torch.Tensor]:
         """Timbre/percussion invariance and geometric equivariance on the self-supervised streams."""
         hp, logits = self.hparams, step.logits
-        groups = {s: i for s, i in step.groups.items() if s in hp.self_supervised_streams}
+        groups = self._selected(step, hp.self_supervised_streams)
         if not groups:
             return {}
         ss = torch.cat(list(groups.values()))
@@ -219,20 +275,20 @@ class SelfSupervisedMPE(MPESystem):
         for kind in ("timbre", "percussion"):
             if kind in self.weights:
                 z_v = self._view(step, kind, ss)[0]
-                terms.update(self._term(kind, groups, hp.self_supervised_streams,
+                terms.update(self._term(kind, step, hp.self_supervised_streams,
                                         lambda i, z_v=z_v: invariance_loss(z_v[i], logits[i], hp.stop_gradient)))
         if "geometric" in self.weights:
             moved, _, params = random_geometric(
-                step.features[ss], step.generator, hp.max_shift_bins, hp.max_shift_frames, hp.max_stretch,
-                hp.shift_step_bins,
+                step.features[ss], step.generator, hp.max_shift_bins, self._max_shift_frames(logits.shape[-1]),
+                hp.max_stretch, hp.shift_step_bins,
             )
             z_g = torch.zeros_like(logits)
-            z_g[ss] = self.model(moved)
+            z_g[ss] = self.network(moved)
             # params are ordered like ss; index them by each sample's position in ss
-            position = torch.empty(len(step.kinds), dtype=torch.long, device=logits.device)
+            position = torch.empty(len(step.names), dtype=torch.long, device=logits.device)
             position[ss] = torch.arange(len(ss), device=logits.device)
             terms.update(self._term(
-                "geometric", groups, hp.self_supervised_streams,
+                "geometric", step, hp.self_supervised_streams,
                 lambda i: equivariance_loss(z_g[i], logits[i], params[position[i]], hp.stop_gradient),
             ))
         return terms
@@ -240,7 +296,7 @@ class SelfSupervisedMPE(MPESystem):
     def _intl_terms(self, step: _Step) -> dict[str, torch.Tensor]:
         """INTL on latent frames ``(batch * frames, D)`` of the sample and its ``intl_view``."""
         hp = self.hparams
-        groups = {s: i for s, i in step.groups.items() if s in hp.intl_streams}
+        groups = self._selected(step, hp.intl_streams)
         if "intl" not in self.weights or not groups:
             return {}
         view_latents = self._view(step, hp.intl_view, torch.cat(list(groups.values())))[1]
@@ -250,9 +306,9 @@ class SelfSupervisedMPE(MPESystem):
             if hp.intl_frames is not None and len(a) > hp.intl_frames:
                 pick = torch.randperm(len(a), generator=step.generator)[: hp.intl_frames].to(a.device)
                 a, b = a[pick], b[pick]
-            return intl_loss([a, b], T=hp.intl_iterations)
+            return intl_loss([a, b], beta=hp.intl_beta, T=hp.intl_iterations, axis=hp.intl_axis)
 
-        return self._term("intl", groups, hp.intl_streams, intl)
+        return self._term("intl", step, hp.intl_streams, intl)
 
     def _energy_terms(self, step: _Step) -> dict[str, torch.Tensor]:
         """Support, harmonic, energy (EG) and sparsity terms, targets from the HCQT itself."""
@@ -265,5 +321,5 @@ class SelfSupervisedMPE(MPESystem):
         }
         for name, loss in losses.items():
             if name in self.weights:
-                terms.update(self._term(name, step.groups, self.hparams.energy_streams, loss))
+                terms.update(self._term(name, step, self.hparams.energy_streams, loss))
         return terms

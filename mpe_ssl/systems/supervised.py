@@ -5,27 +5,29 @@ from __future__ import annotations
 import torch
 
 from mpe_ssl.losses import supervised_loss
-from mpe_ssl.systems.base import MPESystem, stream_batches
+from mpe_ssl.systems.mpe import INPUT, MPESystem
 
 
 class SupervisedMPE(MPESystem):
-    """Trains the autoencoder on labelled audio with L_spv = B(z, blur(labels)).
+    """Trains the network on labelled audio with L_spv = B(z, blur(labels)).
 
-    With a mixed DataModule it trains on the streams that carry labels and ignores the rest.
+    Takes labelled and pseudo-labelled streams; a config that gives it an unlabelled
+    training stream gets a one-line error (use :class:`SelfSupervisedMPE` for those).
 
     Args:
         blur_sigma: Gaussian blur of the targets along frequency, in bins.
         **kwargs: see :class:`MPESystem`.
     """
 
+    train_needs = {"labelled": (INPUT, "targets"), "pseudo": (INPUT, "targets")}
+
     def __init__(self, blur_sigma: float = 1.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.save_hyperparameters()
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        labelled = [part for part in stream_batches(batch).values() if "targets" in part]
-        logits = self(torch.cat([part["audio"] for part in labelled]))
-        targets = torch.cat([part["targets"] for part in labelled])
+    def training_loss(self, streams: dict[str, dict]) -> torch.Tensor:
+        parts = list(streams.values())
+        logits = self.network(self.stream_features(parts))
+        targets = torch.cat([part["targets"] for part in parts])
         loss = supervised_loss(logits, targets, self.hparams.blur_sigma)
         self.log("train/loss", loss, prog_bar=True, batch_size=logits.shape[0])
         return loss

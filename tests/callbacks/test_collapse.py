@@ -10,6 +10,7 @@ from lightning.pytorch import Trainer
 
 from mpe_ssl.callbacks import CollapseMonitor
 from mpe_ssl.systems import SupervisedMPE
+from tests.tiny import tiny_network
 from tests.callbacks.helpers import fit_two_streams
 
 
@@ -17,7 +18,7 @@ class OracleSystem(SupervisedMPE):
     """Predicts the labels exactly, except on the streams in ``blank_streams`` where it predicts nothing."""
 
     def __init__(self, blank_streams: tuple[str, ...] = (), **kwargs) -> None:
-        super().__init__(model_complexity=1, **kwargs)
+        super().__init__(network=tiny_network(), **kwargs)
         self.blank_streams = blank_streams
 
     def batch_salience(self, batch: dict) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 
 from mpe_ssl.callbacks import SpectrumMonitor, spectrum_stats
 from mpe_ssl.systems import SupervisedMPE
+from tests.tiny import tiny_network
 from tests.callbacks.helpers import fit_two_streams
 
 
@@ -26,7 +27,7 @@ def test_stats_of_a_known_spectrum():
 
 def test_tracks_the_latent_of_every_stream_during_training(rendered_root, tmp_path):
     monitor = SpectrumMonitor(max_batches=2)
-    trainer = fit_two_streams(SupervisedMPE(model_complexity=1, latent_size=16), monitor, rendered_root, tmp_path,
+    trainer = fit_two_streams(SupervisedMPE(network=tiny_network(latent_size=16)), monitor, rendered_root, tmp_path,
                               max_steps=4, val_every=2, eval_seconds=2.0)
     assert monitor.steps == [2, 4]
     for stream in ("labelled", "unlabelled"):

@@ -11,6 +11,7 @@ from lightning.pytorch import Trainer
 from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.systems import SelfSupervisedMPE
+from tests.tiny import tiny_network
 
 
 def _datamodule(root, steps: int = 3) -> MixedStreamDataModule:
@@ -30,13 +31,14 @@ def test_batches_mix_streams_in_proportion_and_hide_unlabelled_targets(rendered_
     labelled, unlabelled = next(iter(loaders["labelled"])), next(iter(loaders["unlabelled"]))
     assert labelled["audio"].shape[0] == 2 and unlabelled["audio"].shape[0] == 3
     assert labelled["stream"] == ["labelled"] * 2 and unlabelled["stream"] == ["unlabelled"] * 3
+    assert labelled["kind"] == ["labelled"] * 2 and unlabelled["kind"] == ["unlabelled"] * 3
     assert "targets" in labelled and "targets" not in unlabelled
     assert all(len(loader) == 3 for loader in loaders.values())
     assert datamodule.val_streams == ["labelled"] and datamodule.test_streams == ["labelled"]
 
 
 def test_stream_names_and_kinds_are_checked(rendered_root):
-    with pytest.raises(MpeSslError, match="stream"):
+    with pytest.raises(MpeSslError, match="kind: 'unlabeled'"):
         StreamSpec("unlabeled")
     with pytest.raises(MpeSslError, match="unique"):
         MixedStreamDataModule(train_streams=[StreamSpec(), StreamSpec()], val_streams=[StreamSpec(split="val")],
@@ -47,7 +49,7 @@ class RecordingSystem(SelfSupervisedMPE):
     """Records, per rank and step, which excerpts it trained on and a draw of its transform generator."""
 
     def __init__(self, out: str, **kwargs) -> None:
-        super().__init__(model_complexity=1, **kwargs)
+        super().__init__(network=tiny_network(), **kwargs)
         self.out = out
         self.seen: list[dict] = []
 

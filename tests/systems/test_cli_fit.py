@@ -9,14 +9,18 @@ import torch
 import yaml
 
 from mpe_ssl.cli import main
+from mpe_ssl.formats import load_multipitch
 from mpe_ssl.systems import SupervisedMPE, load_system
+from tests.tiny import tiny_network
 
-EXPERIMENTS = sorted(Path(__file__).resolve().parents[2].joinpath("experiments").glob("*.yaml"))
+from mpe_ssl import configs
+
+EXPERIMENTS = sorted(configs.FOLDER.glob("*.yaml"))
 
 
 def _tiny_config(tmp_path: Path, root: Path, max_steps: int, monitor: str = "val/f1") -> Path:
-    """experiments/demo.yaml, shrunk: 1 train piece, tiny model, runs under tmp_path."""
-    config = yaml.safe_load(Path(EXPERIMENTS[0]).with_name("demo.yaml").read_text())
+    """The demo config, shrunk: 1 train piece, tiny model, runs under tmp_path."""
+    config = yaml.safe_load(Path(configs.resolve("demo")).read_text())
     out = str(tmp_path / "run")
     trainer = config["trainer"]
     trainer.update(max_steps=max_steps, val_check_interval=2, default_root_dir=out, enable_progress_bar=False,
@@ -26,17 +30,23 @@ def _tiny_config(tmp_path: Path, root: Path, max_steps: int, monitor: str = "val
     for callback in trainer["callbacks"]:
         if "dirpath" in callback["init_args"]:
             callback["init_args"]["dirpath"] = out
+        if "output_dir" in callback["init_args"]:
+            callback["init_args"]["output_dir"] = f"{out}/predictions"
     trainer["callbacks"][0]["init_args"]["monitor"] = monitor
-    config["model"]["init_args"]["model_complexity"] = 1
+    config["model"]["init_args"]["network"]["init_args"]["model_complexity"] = 1
     config["data"]["init_args"].update(
         root=str(root), steps_per_epoch=4, excerpt_seconds=1.0, num_workers=0,
-        train_streams=[{"stream": "labelled", "split": "train", "count": 1, "batch_size": 2}],
-        val_streams=[{"stream": "labelled", "split": "val", "count": 1}],
-        test_streams=[{"stream": "labelled", "split": "test", "count": 1}],
+        train_streams=[{"kind": "labelled", "split": "train", "count": 1, "batch_size": 2}],
+        val_streams=[{"kind": "labelled", "split": "val", "count": 1}],
+        test_streams=[{"kind": "labelled", "split": "test", "count": 1}],
     )
     path = tmp_path / f"tiny{max_steps}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def _size(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
 
 
 @pytest.mark.parametrize("config", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
@@ -62,7 +72,7 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
 
     # a checkpoint alone rebuilds its system, through the subclass it was saved from
     system = load_system(str(best))
-    assert isinstance(system, SupervisedMPE) and system.hparams.model_complexity == 1
+    assert isinstance(system, SupervisedMPE) and _size(system.network) == _size(tiny_network())
     assert isinstance(SupervisedMPE.load_from_checkpoint(str(best)), SupervisedMPE)
 
     # resuming continues from the saved step, not from scratch
@@ -75,6 +85,10 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     assert "test/f1" in (run / "csv" / "version_2" / "metrics.csv").read_text()
     for command in ("validate", "predict"):
         assert main([command, "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
+    # predict wrote a transcription of the test piece, in mir_eval's format
+    piece = next(rendered_root.glob("test/*/mix.wav")).parent.name
+    times, _ = load_multipitch(run / "predictions" / f"{piece}.multipitch.txt")
+    assert len(times) > 100 and (run / "predictions" / f"{piece}.mid").is_file()
     mix = next(rendered_root.glob("test/*/mix.wav"))
     assert main(["transcribe", str(mix), "--ckpt", str(best), "--out", str(tmp_path / "tr")]) == 0
     assert (tmp_path / "tr" / "mix.multipitch.txt").is_file()
@@ -89,7 +103,7 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     ],
 )
 def test_config_naming_a_wrong_class_or_key_is_a_one_line_error(override, names, capsys):
-    config = str(EXPERIMENTS[0].with_name("demo.yaml"))
+    config = "demo"
     assert main(["fit", "--config", config, *override]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
@@ -99,12 +113,12 @@ def test_config_naming_a_wrong_class_or_key_is_a_one_line_error(override, names,
 
 def test_init_weights_starts_fit_from_another_checkpoint(tiny_checkpoint, tmp_path):
     from mpe_ssl.errors import MpeSslError
-    from mpe_ssl.systems.base import model_state
+    from mpe_ssl.systems.system import module_state
 
-    system = SupervisedMPE(model_complexity=1, init_weights=tiny_checkpoint)
-    saved = model_state(tiny_checkpoint)
-    assert not torch.equal(system.model.decoder_out.weight, saved["decoder_out.weight"])
+    system = SupervisedMPE(network=tiny_network(), init_weights=tiny_checkpoint)
+    saved = module_state(tiny_checkpoint, "network")
+    assert not torch.equal(system.network.decoder_out.weight, saved["decoder_out.weight"])
     system.setup("fit")
-    assert all(torch.equal(system.model.state_dict()[k], v) for k, v in saved.items())
+    assert all(torch.equal(system.network.state_dict()[k], v) for k, v in saved.items())
     with pytest.raises(MpeSslError, match="nope.ckpt"):
-        model_state(str(tmp_path / "nope.ckpt"))
+        module_state(str(tmp_path / "nope.ckpt"), "network")

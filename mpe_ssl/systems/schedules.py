@@ -1,0 +1,24 @@
+"""Learning-rate schedules a config can name by ``class_path`` (``lr_scheduler`` of a System)."""
+
+from __future__ import annotations
+
+import torch
+
+
+class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):
+    """Linear warm-up, then constant: factor ``min(1, (step + 1) / warmup_steps)`` per group.
+
+    Args:
+        optimizer: the optimiser whose groups' learning rates are scaled.
+        warmup_steps: steps (or epochs, with ``lr_scheduler_interval: epoch``) to full rate.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 100, last_epoch: int = -1) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps: {warmup_steps} must be >= 0")
+        self.warmup_steps = max(1, int(warmup_steps))
+        super().__init__(optimizer, self.factor, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """Learning-rate factor at ``step`` (0-based)."""
+        return min(1.0, (step + 1) / self.warmup_steps)
