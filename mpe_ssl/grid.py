@@ -50,11 +50,6 @@ def hz_to_midi(hz):
     return 69.0 + 12.0 * np.log2(np.asarray(hz, dtype=np.float64) / 440.0)
 
 
-def bin_to_hz(bins):
-    """Centre frequency in Hz of HCQT bin(s) of the h=1 channel."""
-    return midi_to_hz(bin_to_midi(bins))
-
-
 def bin_frequencies(n_bins: int = N_BINS, harmonic: float = 1.0) -> np.ndarray:
     """Centre frequencies (Hz) of the ``n_bins`` bins of harmonic channel ``harmonic``."""
     return harmonic * FMIN * 2.0 ** (np.arange(n_bins) / BINS_PER_OCTAVE)

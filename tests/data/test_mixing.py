@@ -7,10 +7,11 @@ import json
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from torch.utils.data import Dataset
 
 from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.systems import SelfSupervisedMPE
+from mpe_ssl.systems import SelfSupervisedMPE, SupervisedMPE
 from tests.tiny import tiny_network
 
 
@@ -80,3 +81,28 @@ def test_ddp_ranks_get_their_own_excerpts_and_the_same_number_of_steps(rendered_
         assert excerpts[0] != excerpts[1], f"both ranks drew the same {stream} excerpts"
     assert not any(step["has_unlabelled_targets"] for rank in ranks for step in rank)
     assert ranks[0][0]["draw"] != ranks[1][0]["draw"]
+
+
+class _Noise(Dataset):
+    """A source with no labels at all: two seconds of quiet noise per item."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> dict:
+        return {"audio": 0.01 * torch.randn(44100, generator=torch.Generator().manual_seed(index)), "track": f"n{index}"}
+
+
+def test_an_unlabelled_validation_stream_without_labels_is_scored_on_what_needs_none(rendered_root):
+    datamodule = MixedStreamDataModule(
+        train_streams=[StreamSpec("labelled", split="train", count=1, batch_size=2)],
+        val_streams=[StreamSpec("labelled", split="val", count=1), StreamSpec("unlabelled", name="noise", dataset=_Noise())],
+        root=str(rendered_root), excerpt_seconds=1.0, steps_per_epoch=1, eval_seconds=2.0,
+    )
+    assert datamodule.stream_kinds("val") == {"labelled": "labelled", "noise": "unlabelled"}
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.validate(SupervisedMPE(network=tiny_network()), datamodule=datamodule)
+    scores = {k: v for result in metrics for k, v in result.items()}
+    assert "val/noise/blank_fraction" in scores and "val/noise/mean_salience" in scores
+    assert not any(k.startswith("val/noise/") and k.endswith(("f1", "recall", "silent_fraction")) for k in scores)
+    assert "val/labelled/f1" in scores

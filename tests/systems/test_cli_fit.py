@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from mpe_ssl.cli import main
+from mpe_ssl.cli import lightning_cli, main
 from mpe_ssl.formats import load_multipitch
 from mpe_ssl.systems import SupervisedMPE, load_system
 from tests.tiny import tiny_network
@@ -122,3 +122,35 @@ def test_init_weights_starts_fit_from_another_checkpoint(tiny_checkpoint, tmp_pa
     assert all(torch.equal(system.network.state_dict()[k], v) for k, v in saved.items())
     with pytest.raises(MpeSslError, match="nope.ckpt"):
         module_state(str(tmp_path / "nope.ckpt"), "network")
+
+
+def test_every_tuned_setting_is_reachable_from_yaml(capsys):
+    """What a researcher tunes shows in --print_config and reaches the objects it configures."""
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "ssmpe", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    model, data = printed["model"]["init_args"], printed["data"]["init_args"]
+    for key in ("intl_beta", "intl_axis", "eq_pointiness", "eq_max_gain", "eq_max_width", "max_shift_fraction",
+                "lr_encoder", "optimizer", "lr_scheduler"):
+        assert key in model, key
+    assert model["network"]["init_args"]["model_complexity"] == 2
+    assert model["frontend"]["init_args"]["bins_per_octave"] == 60
+    for key in ("eval_batch_size", "programs", "gain_db", "tempo_factor", "drums"):
+        assert key in data, key
+
+    overrides = ["--model.init_args.intl_beta", "0.5", "--model.init_args.intl_axis", "sample",
+                 "--model.init_args.eq_pointiness", "1.5", "--model.init_args.network.init_args.model_complexity", "1",
+                 "--model.init_args.optimizer.init_args.weight_decay", "0.5",
+                 "--model.init_args.lr_scheduler.init_args.warmup_steps", "7",
+                 "--data.init_args.programs", "[0, 24]", "--data.init_args.gain_db", "[-3, 0]",
+                 "--data.init_args.tempo_factor", "[1.0, 1.2]", "--data.init_args.eval_batch_size", "3"]
+    cli = lightning_cli(["--config", "ssmpe", *overrides], run=False)
+    system, datamodule = cli.model, cli.datamodule
+    assert (system.hparams.intl_beta, system.hparams.intl_axis, system.hparams.eq_pointiness) == (0.5, "sample", 1.5)
+    assert _size(system.network) == _size(tiny_network())
+    optimizer = system.configure_optimizers()
+    assert optimizer["optimizer"].defaults["weight_decay"] == 0.5
+    assert optimizer["lr_scheduler"]["scheduler"].warmup_steps == 7
+    render = datamodule.render_config
+    assert (render.programs, render.gain_db, render.tempo_factor) == ((0, 24), (-3.0, 0.0), (1.0, 1.2))
+    assert datamodule.hparams.eval_batch_size == 3

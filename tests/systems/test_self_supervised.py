@@ -104,3 +104,60 @@ def test_intl_gradient_reaches_the_encoder_but_not_the_decoder(rendered_root):
     system.training_step(batch, 0).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in system.network.encoder_parameters()[-2:])
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in system.network.decoder_parameters())
+
+
+def _batch(seconds: float) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    return {"unlabelled": {"audio": 0.1 * torch.randn(2, int(seconds * 22050), generator=generator),
+                           "kind": ["unlabelled"] * 2, "stream": ["unlabelled"] * 2}}
+
+
+@pytest.mark.parametrize("seconds, frames", [(1.0, 87), (2.0, 173)])
+def test_time_shift_is_a_quarter_of_the_excerpt_by_default(monkeypatch, seconds, frames):
+    import mpe_ssl.systems.self_supervised as module
+
+    seen = []
+    original = module.random_geometric
+
+    def spy(x, generator, max_shift_bins, max_shift_frames, *args):
+        seen.append(max_shift_frames)
+        return original(x, generator, max_shift_bins, max_shift_frames, *args)
+
+    monkeypatch.setattr(module, "random_geometric", spy)
+    SelfSupervisedMPE(weights={"geometric": 1.0}, network=tiny_network()).training_step(_batch(seconds), 0)
+    SelfSupervisedMPE(weights={"geometric": 1.0}, network=tiny_network(), max_shift_frames=86).training_step(
+        _batch(seconds), 0)
+    assert seen == [frames // 4, 86]  # the reference: 86 of 344 frames
+
+
+def test_intl_and_eq_settings_reach_their_functions(monkeypatch):
+    import mpe_ssl.systems.self_supervised as module
+
+    calls = {}
+    for name in ("intl_loss", "random_equalization"):
+        original = getattr(module, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            calls[_name] = kwargs
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    system = SelfSupervisedMPE(weights={"intl": 1.0}, network=tiny_network(), intl_beta=0.25, intl_axis="sample",
+                               intl_frames=64, eq_pointiness=1.5)
+    system.training_step(_batch(1.0), 0)
+    assert calls["intl_loss"]["beta"] == 0.25 and calls["intl_loss"]["axis"] == "sample"
+    assert calls["random_equalization"]["pointiness"] == 1.5
+
+
+def test_the_percussion_view_takes_its_drums_from_the_datamodule(rendered_root, tmp_path):
+    datamodule = _mixed(rendered_root)
+    datamodule.hparams.drums = None  # a datamodule without drum loops
+    system = SelfSupervisedMPE(weights={"percussion": 1.0}, network=tiny_network())
+    trainer = Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(MpeSslError, match="drums"):
+        trainer.fit(system, datamodule=datamodule)
+    datamodule = _mixed(rendered_root)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert datamodule.drum_bank is not None and len(datamodule.drum_bank) == 8
