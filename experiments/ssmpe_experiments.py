@@ -101,9 +101,10 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
 def run_condition(name: str, condition: dict, args: argparse.Namespace) -> None:
     """Fit, then test the checkpoint best on labelled validation F1; test metrics to test.json."""
     config = make_config(name, condition, args)
-    lightning_cli(["fit", "--config", str(config)])
+    fit = lightning_cli(["fit", "--config", str(config)])
     out = config.parent
-    cli = lightning_cli(["test", "--config", str(config), "--ckpt_path", str(out / "best.ckpt")])
+    best = fit.trainer.checkpoint_callback.best_model_path  # in this fit's own out/version_N/
+    cli = lightning_cli(["test", "--config", str(config), "--ckpt_path", best])
     metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items() if key.startswith("test/")}
     (out / "test.json").write_text(json.dumps(metrics, indent=2))
 

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from mpe_ssl import configs
 from mpe_ssl.errors import MpeSslError
+from mpe_ssl.runs import version_checkpoints
 from mpe_ssl.systems import System
 
 USAGE = f"""usage: mpe-ssl {{fit,validate,test,predict}} --config CONFIG [options]
@@ -52,8 +53,20 @@ def lightning_cli(argv: list[str], run: bool = True) -> LightningCLI:
         return _lightning_cli(argv, run)
 
 
+class MpeSslCLI(LightningCLI):
+    """LightningCLI with mpe-ssl's run folders: every fit checkpoints into its own
+    ``<dirpath>/version_N/`` (see :mod:`mpe_ssl.runs`)."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        ints_before_floats(parser)
+
+    def before_fit(self) -> None:
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = version_checkpoints(self.trainer.callbacks, config.get("ckpt_path"))
+
+
 def _lightning_cli(argv: list[str], run: bool) -> LightningCLI:
-    return LightningCLI(
+    return MpeSslCLI(
         System,
         LightningDataModule,
         subclass_mode_model=True,
@@ -73,9 +86,94 @@ _NOISE = re.compile(
 
 def config_error_line(error: argparse.ArgumentError) -> str:
     """Condense jsonargparse's nested report into one line that keeps the key and the reason."""
+    cause = wrapped_user_error(error)
+    if cause is not None:
+        return "config: " + user_error_line(error, cause)
     lines = [line.strip().lstrip("- ").strip() for line in str(error).splitlines()]
     kept = [line for line in lines if line and not _NOISE.search(line)]
     return "config: " + " ".join(kept)
+
+
+#: Trainer arguments whose type tells what they mean: an int counts batches, a float is a fraction
+INT_OR_FRACTION = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                   "val_check_interval")
+
+
+def ints_before_floats(parser) -> None:
+    """Make ``parser``'s trainer arguments of :data:`INT_OR_FRACTION` try ``int`` before ``float``.
+
+    Lightning annotates ``limit_*_batches`` ``Optional[Union[int, float]]``, but ``typing``
+    caches unions as equal whatever their order, so that annotation is the
+    ``Union[float, int, None]`` that lightning.fabric built first (``clip_val``). jsonargparse
+    tries the subtypes in order, ``float`` accepts ``1``, and ``--trainer.limit_val_batches 1``
+    (one batch) became ``1.0`` (every batch). With ``int`` first, ``1`` stays an int and a
+    value written with a decimal point (``1.0``, ``0.5``) stays a float.
+    """
+    from typing import Union
+
+    wanted = {f"trainer.{key}" for key in INT_OR_FRACTION}
+    for action in parser._actions:
+        subtypes = list(getattr(getattr(action, "_typehint", None), "__args__", ()))
+        if action.dest in wanted and int in subtypes and float in subtypes[: subtypes.index(int)]:
+            subtypes.remove(int)
+            subtypes.insert(subtypes.index(float), int)
+            action._typehint = Union[tuple(subtypes)]  # a flat union: no cached reordering
+
+
+def wrapped_user_error(error: BaseException) -> MpeSslError | None:
+    """The :class:`MpeSslError` that ``error`` was raised from, if any.
+
+    jsonargparse wraps what a class raises while it is instantiated from a config (a
+    StreamSpec's ``kind``, a system's ``lr_encoder``) in its own ``ValueError`` report.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, MpeSslError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__
+    return None
+
+
+def _instantiated_key(error: BaseException) -> str:
+    """Best effort: the config key jsonargparse was instantiating when ``error`` (the outer
+    exception of a ``__cause__`` chain) was raised, e.g. ``data.init_args.train_streams[0]``;
+    ``""`` where it cannot tell. Read from jsonargparse's frames, so it never raises."""
+    import linecache
+    from dataclasses import is_dataclass
+
+    parts: list[str] = []
+    try:
+        seen: set[tuple[int, int]] = set()
+        while error is not None:
+            tb = error.__traceback__
+            while tb is not None:
+                frame, code = tb.tb_frame, tb.tb_frame.f_code
+                if "jsonargparse" in code.co_filename and (id(frame), tb.tb_lineno) not in seen:
+                    seen.add((id(frame), tb.tb_lineno))
+                    line = linecache.getline(code.co_filename, tb.tb_lineno)
+                    local = frame.f_locals
+                    if code.co_name == "instantiate" and "component.instantiate_classes(" in line:
+                        parts.append(str(local["component"].dest))
+                    elif code.co_name == "adapt_typehints" and "val[n] = adapt_typehints(" in line:
+                        parts.append(f"[{local['n']}]")
+                    elif code.co_name == "adapt_class_type" and not is_dataclass(local.get("val_class")):
+                        parts.append("init_args")  # a class given by class_path; a dataclass has no init_args
+                tb = tb.tb_next
+            if isinstance(error, MpeSslError):
+                break
+            error = error.__cause__
+    except Exception:  # jsonargparse's internals changed: no key, still the message
+        return ""
+    return ".".join(parts).replace(".[", "[")
+
+
+def user_error_line(error: BaseException, cause: MpeSslError) -> str:
+    """``cause``'s message, prefixed with the config key it was raised under where known."""
+    message, key = str(cause), _instantiated_key(error)
+    if not key:
+        return message
+    return f"{key}.{message}" if re.match(r"[A-Za-z_]\w*: ", message) else f"{key}: {message}"
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -106,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except argparse.ArgumentError as error:
         print(f"error: {config_error_line(error)} (see 'mpe-ssl {argv[0]} --help')", file=sys.stderr)
+        return 2
+    except Exception as error:  # raised from an MpeSslError: jsonargparse wraps what a class raises
+        cause = wrapped_user_error(error)
+        if cause is None:
+            raise
+        print(f"error: {user_error_line(error, cause)}", file=sys.stderr)
         return 2
 
 

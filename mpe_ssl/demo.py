@@ -2,8 +2,9 @@
 
 Steps, each through the same commands a user runs:
 1. ``mpe-ssl fit --config demo`` (``mpe_ssl/configs/demo.yaml``) (renders the split on first use; logs to
-   TensorBoard and CSV under ``runs/demo/{tensorboard,csv}/version_N``; best checkpoint at
-   ``runs/demo/best.ckpt``, last at ``runs/demo/last.ckpt`` for resuming);
+   TensorBoard and CSV under ``runs/demo/{tensorboard,csv}/version_N``; checkpoints in a new
+   ``runs/demo/version_N/`` per fit; ``runs/demo/best.ckpt`` and ``last.ckpt`` link to this
+   demo's);
 2. ``mpe-ssl test`` with the best checkpoint, printing precision / recall / F1;
 3. ``mpe-ssl transcribe`` of one test piece into ``runs/demo/transcriptions``.
 """
@@ -18,12 +19,17 @@ from pathlib import Path
 
 from mpe_ssl.cli import lightning_cli, main as cli_main
 from mpe_ssl.data.render import load_manifest
+from mpe_ssl.runs import point
 
 
 def run(config: str, out: Path) -> dict:
     start = time.time()
     fit = lightning_cli(["fit", "--config", config])
+    # every fit writes its own runs/demo/version_N/; runs/demo/best.ckpt points at the demo's
+    best_in_run = Path(fit.trainer.checkpoint_callback.best_model_path)
     best = out / "best.ckpt"
+    point(best, best_in_run)
+    point(out / "last.ckpt", best_in_run.parent / "last.ckpt")
     test = lightning_cli(["test", "--config", config, "--ckpt_path", str(best)])
     scores = {k: float(v) for k, v in test.trainer.callback_metrics.items() if k.startswith("test/")}
     root = Path(fit.datamodule.root)

@@ -33,6 +33,6 @@ def test_a_scheme_in_one_file_trains_through_the_cli(tmp_path, rendered_root, mo
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(override))
     assert main(["fit", "--config", "demo", "--config", str(path)]) == 0
-    system = load_system(str(tmp_path / "last.ckpt"))
+    system = load_system(str(tmp_path / "version_0" / "last.ckpt"))
     assert type(system).__name__ == "NoiseInvariantMPE" and system.hparams.snr_db == 10.0
-    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert torch.load(tmp_path / "version_0" / "last.ckpt", weights_only=False)["global_step"] == 2

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mpe_ssl"
 
 #: the floors, lowest first; a module may import its own floor and the ones below
 LAYERS = [
-    ("errors", "grid", "atomic", "distributed", "configs"),
+    ("errors", "grid", "atomic", "distributed", "configs", "runs"),
     ("batch", "formats"),
     ("audio",),
     ("data",),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import mir_eval
 import numpy as np
 import pretty_midi
+import pytest
 import soundfile as sf
+import torch
 
 from mpe_ssl.cli import main
 from mpe_ssl.grid import frame_times, midi_to_hz, num_frames
@@ -61,3 +65,215 @@ def test_frames_become_notes_of_runs_of_one_semitone():
         (60, 0.0, round(times[7], 4)),
         (64, round(times[4], 4), round(times[7], 4)),
     ]
+
+
+# ----------------------------------------------------------------- helpers of the checks below
+def _run(capsys, *args):
+    """``mpe-ssl transcribe ARGS``: (status, stdout lines, stderr lines)."""
+    status = main(["transcribe", *map(str, args)])
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err.splitlines()
+
+
+def _refuse_to_load(monkeypatch):
+    """Make loading a model fail loudly: the checks under test must come before it."""
+    import mpe_ssl.transcribe
+
+    def load_system(*args, **kwargs):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(mpe_ssl.transcribe, "load_system", load_system)
+
+
+def _frequencies(path):
+    return mir_eval.io.load_ragged_time_series(str(path))[1]
+
+
+# ----------------------------------------------------------------- inputs that share a stem
+def test_inputs_sharing_a_stem_are_named_after_their_full_file_names(tmp_path, tiny_checkpoint, capsys):
+    audio = tone([220.0], 0.5)
+    inputs = [tmp_path / "clip.flac", tmp_path / "clip.mp3", tmp_path / "d2" / "clip.wav", tmp_path / "song.wav"]
+    inputs[2].parent.mkdir()
+    for path in inputs:
+        sf.write(path, audio, 22050)
+    out = tmp_path / "out"
+    status, lines, _ = _run(capsys, *inputs, "--ckpt", tiny_checkpoint, "--out", out)
+    assert status == 0
+    names = ["clip.flac", "clip.mp3", "clip.wav", "song"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}.multipitch.txt" for n in names] + [f"{n}.mid" for n in names])
+    for path, name in zip(inputs, names):  # which input went where
+        assert f"{path} -> {out / name}.multipitch.txt, {out / name}.mid" in lines
+
+
+def test_inputs_with_the_same_file_name_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    a, b = tmp_path / "a" / "clip.wav", tmp_path / "b" / "clip.wav"
+    for path in (a, b):
+        path.parent.mkdir()
+        sf.write(path, tone([220.0], 0.5), 22050)
+    out = tmp_path / "out"
+    status, _, errors = _run(capsys, a, b, "--ckpt", tmp_path / "x.ckpt", "--out", out)
+    assert status == 2
+    assert len(errors) == 1 and str(a) in errors[0] and str(b) in errors[0]
+    assert not out.exists() or not list(out.iterdir())
+
+
+# ----------------------------------------------------------------- the silence gate
+@pytest.mark.parametrize("kind", ["digital zeros", "white noise at -90 dBFS"])
+def test_silence_gets_no_notes(kind, tmp_path, tiny_checkpoint, capsys):
+    samples = 5 * 22050
+    if kind == "digital zeros":
+        audio = np.zeros(samples, dtype=np.float32)
+    else:
+        audio = (10 ** (-90 / 20) * np.random.default_rng(0).standard_normal(samples)).astype(np.float32)
+    sf.write(tmp_path / "quiet.wav", audio, 22050, subtype="FLOAT")
+    status, _, _ = _run(capsys, tmp_path / "quiet.wav", "--ckpt", tiny_checkpoint, "--out", tmp_path / "out")
+    assert status == 0
+    frequencies = _frequencies(tmp_path / "out" / "quiet.multipitch.txt")
+    assert len(frequencies) == num_frames(samples)
+    assert sum(len(f) for f in frequencies) == 0
+
+
+def test_silence_around_music_gets_no_notes_in_the_silent_seconds(tmp_path, tiny_checkpoint, capsys):
+    zeros = np.zeros(22050, dtype=np.float32)
+    audio = np.concatenate([zeros, tone([261.63, 329.63, 392.0], 2.0), zeros])
+    sf.write(tmp_path / "piece.wav", audio, 22050, subtype="FLOAT")
+    status, _, _ = _run(capsys, tmp_path / "piece.wav", "--ckpt", tiny_checkpoint, "--out", tmp_path / "out")
+    assert status == 0
+    frequencies = _frequencies(tmp_path / "out" / "piece.multipitch.txt")
+    second, edge = 22050 / 256, 4  # edge: half the gate's 2048-sample window, in frames
+    assert sum(len(f) for f in frequencies[: int(second) - edge]) == 0
+    assert sum(len(f) for f in frequencies[int(3 * second) + edge + 1 :]) == 0
+    # the music itself is not gated (what the tiny model predicts there is its own business)
+    from mpe_ssl.audio.silence import silent_frames
+
+    silent = silent_frames(audio, -60.0)
+    assert silent.shape == (num_frames(len(audio)),) and silent.dtype == bool
+    assert not silent[int(second) + edge : int(3 * second) - edge].any()
+    assert silent[: int(second) - edge].all() and silent[int(3 * second) + edge + 1 :].all()
+
+
+@pytest.mark.parametrize("silence_db, noise_db, notes",
+                         [("-inf", None, True), ("-20", -30.0, False), ("-40", -30.0, True)])
+def test_silence_db_sets_the_gate(silence_db, noise_db, notes, tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    import mpe_ssl.transcribe
+
+    def notes_everywhere(system, audio):  # a model that hears notes in every frame: only the gate decides
+        salience = torch.zeros(440, num_frames(len(audio)))
+        salience[::10] = 0.9
+        return salience
+
+    monkeypatch.setattr(mpe_ssl.transcribe, "transcribe_audio", notes_everywhere)
+    audio = np.zeros(22050, dtype=np.float32)
+    if noise_db is not None:
+        audio = (10 ** (noise_db / 20) * np.random.default_rng(0).standard_normal(22050)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", audio, 22050, subtype="FLOAT")
+    status, _, _ = _run(capsys, tmp_path / "a.wav", "--ckpt", tiny_checkpoint, "--out", tmp_path / "out",
+                        f"--silence-db={silence_db}")
+    assert status == 0
+    frequencies = _frequencies(tmp_path / "out" / "a.multipitch.txt")
+    assert all(len(f) > 0 for f in frequencies) if notes else sum(len(f) for f in frequencies) == 0
+
+
+@pytest.mark.parametrize("value", ["nan", "3"])
+def test_silence_db_above_0_dbfs_is_refused_before_loading(value, tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out",
+                             "--silence-db", value)
+    assert status == 2 and len(errors) == 1 and "--silence-db" in errors[0] and value in errors[0]
+
+
+def test_silent_frames_measures_the_level_in_dbfs():
+    from mpe_ssl.audio.silence import silent_frames
+
+    noise = np.random.default_rng(0).standard_normal(22050).astype(np.float32)  # RMS 1: 0 dBFS
+    for level, silent in ((-90.0, True), (-65.0, True), (-55.0, False), (-20.0, False)):
+        gated = silent_frames(10 ** (level / 20) * noise, -60.0)
+        assert gated.shape == (num_frames(22050),)
+        assert gated[4:-4].all() if silent else not gated.any()
+    assert silent_frames(np.zeros(1000, dtype=np.float32), -60.0).all()
+    assert not silent_frames(10 ** (-70 / 20) * noise, -80.0).any()
+
+
+# ----------------------------------------------------------------- an unusable --out
+def test_out_that_is_a_file_is_a_one_line_error_before_loading(tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    out = tmp_path / "taken"
+    out.write_text("not a folder")
+    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", out)
+    assert status == 2 and len(errors) == 1 and str(out) in errors[0]
+
+
+def test_out_under_a_file_is_a_one_line_error_before_loading(tmp_path, monkeypatch, capsys):
+    # a folder that cannot be created, even by root (for whom chmod 0o555 does not stop writes)
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "sub"
+    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", out)
+    assert status == 2 and len(errors) == 1 and str(out) in errors[0]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.parametrize("where", ["out itself", "its parent"])
+def test_read_only_out_is_a_one_line_error_before_loading(where, tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = locked if where == "out itself" else locked / "out"
+    locked.chmod(0o555)
+    try:
+        status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", out)
+    finally:
+        locked.chmod(0o755)
+    assert status == 2 and len(errors) == 1 and str(out) in errors[0]
+
+
+# ----------------------------------------------------------------- --threshold and --device
+@pytest.mark.parametrize("value", ["-1", "0", "1", "1.5", "nan"])
+def test_threshold_outside_0_1_is_refused_before_loading(value, tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out",
+                             f"--threshold={value}")
+    assert status == 2 and len(errors) == 1 and "threshold" in errors[0] and value in errors[0]
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "not-a-device"])
+def test_unavailable_device_is_refused_before_loading(device, tmp_path, monkeypatch, capsys):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out",
+                             "--device", device)
+    assert status == 2 and len(errors) == 1 and device in errors[0]
+
+
+# ----------------------------------------------------------------- a folder as input
+def test_a_folder_input_transcribes_the_audio_files_inside_it(tmp_path, tiny_checkpoint, capsys):
+    folder = tmp_path / "album"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("b.flac", "a.wav", "c.ogg", "nested/deep.wav"):
+        sf.write(folder / name, tone([220.0], 0.5), 22050)
+    (folder / "notes.txt").write_text("not audio")
+    out = tmp_path / "out"
+    status, lines, errors = _run(capsys, folder, "--ckpt", tiny_checkpoint, "--out", out)
+    assert status == 0 and not errors
+    assert [line.split(" -> ")[0] for line in lines] == [str(folder / n) for n in ("a.wav", "b.flac", "c.ogg")]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{n}{ext}" for n in "abc" for ext in (".multipitch.txt", ".mid"))
+
+
+def test_a_folder_without_audio_files_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    folder = tmp_path / "empty"
+    (folder / "nested").mkdir(parents=True)
+    sf.write(folder / "nested" / "deep.wav", tone([220.0], 0.5), 22050)
+    (folder / "notes.txt").write_text("not audio")
+    status, _, errors = _run(capsys, folder, "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out")
+    assert status == 2 and len(errors) == 1 and str(folder) in errors[0]

@@ -96,8 +96,8 @@ def test_wheel_installs_and_runs_the_shipped_configs(tmp_path, rendered_root):
 
     _run([cli, "fit", *configs], cwd=work)
     run = work / "runs" / "demo"  # the demo config's relative paths, under the working folder
-    best = run / "best.ckpt"
-    assert best.is_file() and (run / "last.ckpt").is_file()
+    best = run / "version_0" / "best.ckpt"  # each fit checkpoints into its own version folder
+    assert best.is_file() and (run / "version_0" / "last.ckpt").is_file()
     assert torch.load(best, weights_only=False)["global_step"] == 2
     assert "val/f1" in (run / "csv" / "version_0" / "metrics.csv").read_text()
 

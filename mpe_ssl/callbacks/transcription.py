@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from mpe_ssl.audio.silence import silent_frames
 from mpe_ssl.formats import write_transcription
 from mpe_ssl.metrics.multipitch import salience_to_multipitch
 
@@ -23,18 +24,25 @@ class TranscriptionWriter(BasePredictionWriter):
     Args:
         output_dir: folder of the transcriptions (made if missing).
         threshold: salience threshold of the peak picking (default: the system's).
+        silence_db: frames quieter than this (dBFS, see :func:`mpe_ssl.audio.silence.silent_frames`)
+            get no notes, as in ``mpe-ssl transcribe``; ``-inf`` turns the gate off.
     """
 
-    def __init__(self, output_dir: str | os.PathLike = "transcriptions", threshold: float | None = None) -> None:
+    def __init__(self, output_dir: str | os.PathLike = "transcriptions", threshold: float | None = None,
+                 silence_db: float = -60.0) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
-        self.threshold = threshold
+        self.threshold, self.silence_db = threshold, silence_db
 
     def write_on_batch_end(self, trainer: Trainer, pl_module: LightningModule, prediction: torch.Tensor,
                            batch_indices, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         threshold = self.threshold if self.threshold is not None else pl_module.hparams.threshold
         starts = batch.get("start_frame", [0] * len(prediction))
-        for salience, track, start in zip(prediction, batch["track"], starts):
+        for index, (salience, track, start) in enumerate(zip(prediction, batch["track"], starts)):
             name = str(track) if int(start) == 0 else f"{track}_from{int(start)}"
+            if "audio" in batch:
+                silent = silent_frames(batch["audio"][index].float().cpu().numpy(), self.silence_db)
+                salience = salience.clone()
+                salience[:, torch.from_numpy(silent)[: salience.shape[-1]]] = 0.0
             write_transcription(self.output_dir, name, salience_to_multipitch(salience, threshold))

@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import Dataset
 
 from mpe_ssl import grid
-from mpe_ssl.distributed import global_rank
 from mpe_ssl.data.render import SPLITS, load_manifest, read_notes
 from mpe_ssl.errors import MpeSslError
 
@@ -60,7 +59,8 @@ class RenderedChorales(Dataset):
         split: ``"train"``, ``"val"`` or ``"test"``.
         excerpt_seconds: excerpt length (rounded to a whole number of hops so that every
             excerpt has the same number of samples); ``None``: whole pieces, one item each
-            (lengths differ, so batch size 1).
+            (lengths differ, so batch size 1). Random excerpts longer than every piece are
+            an error; pieces shorter than the excerpt among longer ones are zero-padded.
         random_excerpts: random excerpt positions (default for ``"train"``) or evenly
             spaced deterministic ones (default otherwise).
         items_per_epoch: length of the dataset. Random: defaults to as many excerpts as
@@ -68,8 +68,7 @@ class RenderedChorales(Dataset):
             excerpts (spread over the list); defaults to all of them.
         excerpts_per_piece: deterministic mode: excerpts per piece (default: as many as fit
             end to end, at least one).
-        seed: seeds the random excerpts in the main process; a DataLoader worker mixes it
-            with its own seed (which differs per worker and per epoch).
+        seed: with the item index, decides each random excerpt (see :meth:`_draw`).
         max_pieces: use only N pieces of the split (from ``first_piece`` on).
         first_piece: skip the split's first pieces (streams can take disjoint ranges).
         with_labels: include ``targets`` in items; False hides the labels (a stream used
@@ -126,6 +125,12 @@ class RenderedChorales(Dataset):
             if excerpt_seconds <= 0:
                 raise MpeSslError(f"excerpt_seconds: {excerpt_seconds} must be positive")
             self.excerpt_samples = hop * max(1, int(round(excerpt_seconds * grid.SAMPLE_RATE / hop)))
+            if self.random and self.excerpt_samples > self.lengths.max():
+                raise MpeSslError(
+                    f"excerpt_seconds: {excerpt_seconds} is longer than every piece of the stream "
+                    f"({split} {int(first_piece)}..{int(first_piece) + len(self.pieces)}, the longest "
+                    f"{self.lengths.max() / grid.SAMPLE_RATE:.1f} s), so every excerpt would be zero-padded"
+                )
             self.index = self._even_excerpts(excerpts_per_piece)
             if not self.random and items_per_epoch is not None and items_per_epoch < len(self.index):
                 pick = np.linspace(0, len(self.index) - 1, int(items_per_epoch)).round().astype(int)
@@ -138,8 +143,7 @@ class RenderedChorales(Dataset):
             self.piece_weights = torch.from_numpy(weights / weights.sum())
         self._notes: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
-        self._generator = None
-        self._generator_owner = None
+        self._checked: set[int] = set()  # pieces whose mix.wav passed _check in this process
 
     # ------------------------------------------------------------------ index
     def _even_excerpts(self, per_piece: int | None) -> list[tuple[int, int]]:
@@ -155,28 +159,19 @@ class RenderedChorales(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _rng(self) -> torch.Generator:
-        """The excerpt generator of this process: seeded by (seed, rank, worker, worker seed).
+    def _draw(self, item: int) -> tuple[int, int]:
+        """Piece and start sample of random excerpt ``item``: a function of ``(seed, item)`` alone.
 
-        The rank enters the seed so that DDP ranks draw different excerpts even with
-        ``num_workers=0`` (``seed_everything`` gives every rank the same global seed).
+        Any index >= 0 is an excerpt (a sampler may number them across epochs), so the
+        excerpts of a step depend on nothing but the indices the sampler hands out: DDP
+        ranks (disjoint indices), DataLoader workers and a resumed fit all see the same
+        excerpt for the same index.
         """
-        info = torch.utils.data.get_worker_info()
-        owner = (os.getpid(), None if info is None else info.id)
-        if self._generator is None or self._generator_owner != owner:
-            entropy = [self.seed, global_rank()]
-            if info is not None:
-                entropy += [info.id + 1, info.seed % (2**32)]
-            seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0])
-            self._generator = torch.Generator().manual_seed(seed % (2**63))
-            self._generator_owner = owner
-        return self._generator
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_generator"] = None
-        state["_generator_owner"] = None
-        return state
+        entropy = [self.seed, int(item)]
+        seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]) % (2**63)
+        g = torch.Generator().manual_seed(seed)
+        i = int(torch.multinomial(self.piece_weights, 1, generator=g))
+        return i, grid.HOP_LENGTH * int(torch.randint(0, int(self.last_start_frame[i]) + 1, (1,), generator=g))
 
     # ------------------------------------------------------------------ loading
     def notes(self, i: int) -> np.ndarray:
@@ -185,8 +180,28 @@ class RenderedChorales(Dataset):
             self._notes[i] = load_notes(self.root / self.pieces[i]["notes"])
         return self._notes[i]
 
+    def _check(self, i: int, path: Path) -> None:
+        """Fail loudly on a damaged mix.wav (never read it as zero-padded silence): its
+        size (if the manifest records it) and its length must be what the manifest says."""
+        piece = self.pieces[i]
+        expected = (piece.get("files") or {}).get("mix.wav", {}).get("size")
+        try:
+            size = path.stat().st_size
+            frames = sf.info(str(path)).frames
+        except (OSError, RuntimeError) as error:  # soundfile.LibsndfileError is a RuntimeError
+            detail = " ".join(str(getattr(error, "strerror", None) or error).split())
+            raise MpeSslError(f"{path}: damaged or missing ({detail}); re-run mpe-ssl data render to repair it") from None
+        if frames != int(piece["num_samples"]) or (expected is not None and size != expected):
+            raise MpeSslError(
+                f"{path}: damaged ({frames} samples, {size} bytes; the manifest says {piece['num_samples']} samples"
+                f"{'' if expected is None else f', {expected} bytes'}); re-run mpe-ssl data render to repair it"
+            )
+        self._checked.add(i)
+
     def _read(self, i: int, start: int, size: int | None) -> np.ndarray:
         path = self.root / self.pieces[i]["mix"]
+        if i not in self._checked:
+            self._check(i, path)
         if self.cache_audio:
             if i not in self._audio:
                 self._audio[i] = sf.read(str(path), dtype="float32")[0]
@@ -201,13 +216,11 @@ class RenderedChorales(Dataset):
         return np.ascontiguousarray(audio, dtype=np.float32)
 
     def __getitem__(self, item: int) -> dict:
-        if not 0 <= item < self.length:
+        if item < 0 or (not self.random and item >= self.length):
             raise IndexError(item)
         hop = grid.HOP_LENGTH
         if self.random:
-            g = self._rng()
-            i = int(torch.multinomial(self.piece_weights, 1, generator=g))
-            start = hop * int(torch.randint(0, int(self.last_start_frame[i]) + 1, (1,), generator=g))
+            i, start = self._draw(item)
         else:
             i, start = self.index[item]
         audio = self._read(i, start, self.excerpt_samples)

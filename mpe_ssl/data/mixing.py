@@ -15,9 +15,10 @@ the collapse), and one without labels is scored on what needs none.
 The datamodule also provides the drum loops of the percussion view (``drums``): rendered in
 ``prepare_data`` and loaded in ``setup`` as ``drum_bank``.
 
-Under DDP Lightning gives each rank its own shard of every stream (DistributedSampler), the
-random excerpts are drawn per rank (see :class:`RenderedChorales`), and every stream of every
-rank yields ``steps_per_epoch`` batches, so all ranks take the same number of steps.
+Under DDP each rank trains on its own shard of every stream (:class:`StreamSampler`: disjoint
+indices; a random excerpt is a function of its index), and every stream of every rank yields
+``steps_per_epoch`` batches, so all ranks take the same number of steps. A fit resumed in the
+middle of an epoch continues with the batches an uninterrupted fit would have trained on.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mpe_ssl.batch import KINDS, tag_item
 from mpe_ssl.data.datasets import RenderedChorales
 from mpe_ssl.data.drums import DrumBank, DrumConfig, load_drums, render_drums
 from mpe_ssl.data.render import DEFAULT_PROGRAMS, SPLITS, RenderConfig, render_dataset
+from mpe_ssl.data.sampling import StreamSampler
 from mpe_ssl.errors import MpeSslError
 
 
@@ -99,7 +101,8 @@ class MixedStreamDataModule(LightningDataModule):
         programs: the General MIDI programs (0-based) the parts are drawn from.
         gain_db: per-part gain range in dB, after loudness levelling.
         tempo_factor: global tempo factor range per piece.
-        excerpt_seconds: training excerpt length.
+        excerpt_seconds: training excerpt length (> 0); longer than every piece of a chorale
+            stream is an error (see :class:`RenderedChorales`).
         steps_per_epoch: training batches per epoch and rank.
         eval_seconds: evaluate on excerpts of this length (None: whole pieces).
         eval_batch_size: validation/test batch size (default: 8 for excerpts, 1 for whole
@@ -141,6 +144,9 @@ class MixedStreamDataModule(LightningDataModule):
         for key, value in (("steps_per_epoch", steps_per_epoch), ("eval_batch_size", eval_batch_size or 1)):
             if value < 1:
                 raise MpeSslError(f"{key}: {value} must be >= 1")
+        for key, value in (("excerpt_seconds", excerpt_seconds), ("eval_seconds", eval_seconds)):
+            if value is not None and not value > 0:
+                raise MpeSslError(f"{key}: {value} must be > 0")
         counts: dict[str, int | None] = {split: 0 for split in SPLITS}
         for spec in self.train_specs + self.val_specs + self.test_specs:
             if spec.dataset is None:
@@ -152,6 +158,8 @@ class MixedStreamDataModule(LightningDataModule):
         )
         self.root = Path(root) if root is not None else None
         self.datasets: dict[str, list[Dataset]] = {}
+        # a YAML `drums: {}` may arrive as a plain dict
+        self.drums = DrumConfig(**drums) if isinstance(drums, dict) else drums
         self.drum_bank: DrumBank | None = None
 
     def _specs(self, split: str) -> list[StreamSpec]:
@@ -171,8 +179,8 @@ class MixedStreamDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         self.root = render_dataset(self.render_config, root=self.root)
-        if self.hparams.drums is not None:
-            render_drums(self.hparams.drums)
+        if self.drums is not None:
+            render_drums(self.drums)
 
     def _chorales(self, spec: StreamSpec, train: bool, world_size: int) -> Dataset:
         hp = self.hparams
@@ -190,8 +198,8 @@ class MixedStreamDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.root is None:  # prepare_data ran on another rank
             self.root = render_dataset(self.render_config, progress=False)
-        if self.hparams.drums is not None and self.drum_bank is None:
-            self.drum_bank = load_drums(self.hparams.drums)
+        if self.drums is not None and self.drum_bank is None:
+            self.drum_bank = load_drums(self.drums)
         world_size = self.trainer.world_size if self.trainer is not None else 1
         for split in ("train", "val", "test"):
             train = split == "train"
@@ -201,14 +209,25 @@ class MixedStreamDataModule(LightningDataModule):
                 for spec in self._specs(split)
             ]
 
+    def _trained_batches(self) -> int:
+        """Batches of the current epoch already trained on: non-zero when a fit resumes."""
+        trainer = self.trainer
+        if trainer is None or not trainer.fit_loop.restarting:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
     def train_dataloader(self) -> dict[str, DataLoader]:
-        return {
-            spec.name: DataLoader(
-                dataset, batch_size=spec.batch_size, num_workers=self.hparams.num_workers,
+        trainer, trained = self.trainer, self._trained_batches()
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        loaders = {}
+        for spec, dataset in zip(self.train_specs, self.datasets["train"]):
+            sampler = StreamSampler(dataset, world, rank, skip=trained * spec.batch_size,
+                                    across_epochs=spec.dataset is None)
+            loaders[spec.name] = DataLoader(
+                dataset, batch_size=spec.batch_size, sampler=sampler, num_workers=self.hparams.num_workers,
                 persistent_workers=self.hparams.num_workers > 0, drop_last=True,
             )
-            for spec, dataset in zip(self.train_specs, self.datasets["train"])
-        }
+        return loaders
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         hp = self.hparams

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import multiprocessing
 import os
+import shutil
 from pathlib import Path
 
 import music21
@@ -185,3 +189,151 @@ def test_bad_inputs_raise_one_line_errors(rendered_root, tmp_path):
         R.render_dataset(R.RenderConfig(counts={"training": 3}), root=tmp_path / "x")
     with pytest.raises(MpeSslError, match="another config"):  # a root holds one config
         R.render_dataset(R.RenderConfig(seed=5, counts={"train": 0, "val": 0, "test": 0}), root=rendered_root)
+
+
+# ------------------------------------------------------------------ damage, merging, read-only roots
+
+
+def _copy(rendered_root: Path, tmp_path: Path, name: str = "root") -> Path:
+    """A private copy of the session's rendered root (1 train, 1 val, 1 test piece)."""
+    root = tmp_path / name
+    shutil.copytree(rendered_root, root)
+    return root
+
+
+def _counts(train: int, val: int, test: int) -> R.RenderConfig:
+    return R.RenderConfig(seed=0, counts={"train": train, "val": val, "test": test})
+
+
+def test_damaged_pieces_are_named_and_rendered_again(rendered_root, tmp_path, capsys):
+    root = _copy(rendered_root, tmp_path)
+    pieces = R.load_manifest(root)["pieces"]
+    good = {p["id"]: _files(root, p) for p in pieces}
+    train, val, test = pieces
+    mix = root / train["mix"]
+    mix.write_bytes(mix.read_bytes()[: mix.stat().st_size // 2])  # truncated to half
+    (root / val["mix"]).write_bytes(b"")  # emptied
+    stem = root / next(iter(test["stems"].values()))  # same size, one byte changed
+    data = bytearray(stem.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stem.write_bytes(bytes(data))
+    capsys.readouterr()
+    R.render_dataset(_counts(1, 1, 1), root=root, progress=False)
+    err = capsys.readouterr().err
+    assert f"{train['id']} damaged (mix.wav size {mix.stat().st_size // 2} != {mix.stat().st_size})" in err
+    assert f"{val['id']} damaged (mix.wav size 0 != " in err
+    assert f"{test['id']} damaged (stems/" in err and "checksum" in err
+    assert len(err.strip().splitlines()) == 3
+    manifest = R.load_manifest(root)
+    assert {p["id"]: _files(root, p) for p in manifest["pieces"]} == good  # rendered again, bit-identical
+    for piece in manifest["pieces"]:  # size and checksum of every file of the piece
+        files = piece["files"]
+        assert set(files) == {"mix.wav", "notes.csv", "multipitch.txt", *(f"stems/{p}.wav" for p in piece["stems"])}
+        for name, record in files.items():
+            body = (root / piece["dir"] / name).read_bytes()
+            assert record == {"size": len(body), "sha1": hashlib.sha1(body).hexdigest()}
+    assert not any((root / ".tmp").iterdir())
+    # A clean cache: nothing named, nothing rendered.
+    R.render_dataset(_counts(1, 1, 1), root=root, progress=False)
+    assert "damaged" not in capsys.readouterr().err
+
+
+def test_reading_a_damaged_mix_is_a_one_line_error_naming_it(rendered_root, tmp_path):
+    from mpe_ssl.data.datasets import RenderedChorales
+
+    root = _copy(rendered_root, tmp_path)
+    train, val, _ = R.load_manifest(root)["pieces"]
+    mix = root / train["mix"]
+    mix.write_bytes(mix.read_bytes()[: mix.stat().st_size // 2])
+    (root / val["mix"]).write_bytes(b"")
+    ds = RenderedChorales(root, "train", excerpt_seconds=3.0, items_per_epoch=4, seed=0)
+    with pytest.raises(MpeSslError, match=rf"{train['mix']}.*damaged") as error:
+        ds[0]
+    assert "\n" not in str(error.value)
+    ds = RenderedChorales(root, "val", excerpt_seconds=None)
+    with pytest.raises(MpeSslError, match=rf"{val['mix']}") as error:
+        ds[0]
+    assert "\n" not in str(error.value)
+
+
+def test_a_cache_without_checksums_gets_them_once_without_rendering_again(rendered_root, tmp_path, capsys):
+    root = _copy(rendered_root, tmp_path)
+    manifest = R.load_manifest(root)
+    for piece in manifest["pieces"]:  # as rendered before checksums were recorded
+        meta = json.loads((root / piece["meta"]).read_text())
+        meta.pop("files", None)
+        (root / piece["meta"]).write_text(json.dumps(meta, indent=1))
+        piece.pop("files", None)
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    train, val, test = manifest["pieces"]
+    mix = root / val["mix"]
+    reference = mix.read_bytes()
+    mix.write_bytes(reference[: len(reference) // 2])  # an old piece damaged: its WAV header disagrees
+    mtimes = {p["id"]: os.stat(root / p["mix"]).st_mtime_ns for p in (train, test)}
+    capsys.readouterr()
+    R.render_dataset(_counts(1, 1, 1), root=root, progress=False)
+    err = capsys.readouterr().err
+    assert f"{val['id']} damaged" in err and train["id"] not in err and test["id"] not in err
+    assert mix.read_bytes() == reference
+    assert {p["id"]: os.stat(root / p["mix"]).st_mtime_ns for p in (train, test)} == mtimes  # not rendered again
+    for piece in R.load_manifest(root)["pieces"]:
+        assert "files" in piece and json.loads((root / piece["meta"]).read_text())["files"] == piece["files"]
+
+
+def test_the_manifest_lists_every_finished_piece_of_the_root(rendered_root, tmp_path):
+    root = _copy(rendered_root, tmp_path)
+    before = R.load_manifest(root)["pieces"]
+    R.render_dataset(_counts(1, 0, 0), root=root, progress=False)  # a smaller request
+    assert R.load_manifest(root)["pieces"] == before
+    R.render_dataset(_counts(2, 0, 0), root=root, progress=False)  # one new piece
+    manifest = R.load_manifest(root)
+    splits = R.split_assignment(_counts(2, 0, 0))
+    assert [(p["id"], p["split"]) for p in manifest["pieces"]] == [
+        (splits["train"][0], "train"), (splits["train"][1], "train"), (splits["val"][0], "val"), (splits["test"][0], "test")]
+    assert manifest["counts"] == {"train": 2, "val": 1, "test": 1}
+
+
+def _render_in_child(root: str, counts: dict) -> None:
+    R.render_dataset(R.RenderConfig(seed=0, counts=counts), root=root, progress=False)
+
+
+def test_concurrent_renders_of_one_root_keep_each_others_pieces(rendered_root, tmp_path):
+    root = _copy(rendered_root, tmp_path)
+    (root / "manifest.json").unlink()
+    context = multiprocessing.get_context("fork")
+    requests = [{"train": 1, "val": 0, "test": 0}, {"train": 0, "val": 1, "test": 0},
+                {"train": 0, "val": 0, "test": 1}, {"train": 2, "val": 0, "test": 0}]
+    children = [context.Process(target=_render_in_child, args=(str(root), counts)) for counts in requests]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=300)
+    assert [child.exitcode for child in children] == [0] * len(children)
+    manifest = R.load_manifest(root)
+    assert manifest["counts"] == {"train": 2, "val": 1, "test": 1}
+    assert len({p["id"] for p in manifest["pieces"]}) == 4
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*")}
+
+
+def test_a_complete_cache_on_a_read_only_root_is_used_without_writing(rendered_root, tmp_path, monkeypatch):
+    root = _copy(rendered_root, tmp_path)
+    R.render_dataset(_counts(1, 1, 1), root=root, progress=False)
+    before = _tree(root)
+    calls = []
+
+    def read_only(*args, **kwargs):  # tests run as root, where chmod 0o555 does not stop writes
+        calls.append(args)
+        raise OSError(errno.EROFS, "Read-only file system", str(args[0]))
+
+    monkeypatch.setattr(R, "atomic_write", read_only)
+    monkeypatch.setattr(R, "publish_directory", read_only)
+    assert R.render_dataset(_counts(1, 1, 1), root=root, progress=False) == root
+    assert R.render_dataset(_counts(1, 0, 0), root=root, progress=False) == root  # listed already
+    assert not calls and _tree(root) == before
+    # Something to render on a read-only root: one line naming the root.
+    with pytest.raises(MpeSslError, match=rf"{root}.*read-only") as error:
+        R.render_dataset(_counts(2, 1, 1), root=root, progress=False)
+    assert "\n" not in str(error.value)

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from mpe_ssl.cli import lightning_cli, main
+from mpe_ssl.data.drums import DrumConfig
 from mpe_ssl.formats import load_multipitch
 from mpe_ssl.systems import SupervisedMPE, load_system
 from tests.tiny import tiny_network
@@ -63,7 +64,7 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     constant = "val/silent_fraction"
     assert main(["fit", "--config", str(_tiny_config(tmp_path, rendered_root, 4, constant))]) == 0
     run = tmp_path / "run"
-    best, last = run / "best.ckpt", run / "last.ckpt"
+    best, last = run / "version_0" / "best.ckpt", run / "version_0" / "last.ckpt"  # each fit its own folder
     assert best.is_file() and last.is_file()
     assert torch.load(best, weights_only=False)["global_step"] == 2
     assert torch.load(last, weights_only=False)["global_step"] == 4
@@ -78,11 +79,13 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     # resuming continues from the saved step, not from scratch
     assert main(["fit", "--config", str(_tiny_config(tmp_path, rendered_root, 6, constant)), "--ckpt_path", str(last)]) == 0
     assert torch.load(last, weights_only=False)["global_step"] == 6
+    assert not (run / "version_1").exists()  # a resumed fit continues in its folder
 
     assert main(["test", "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
     # every run logged to its own version: testing did not overwrite the training logs
     assert "val/f1" in (run / "csv" / "version_0" / "metrics.csv").read_text()
     assert "test/f1" in (run / "csv" / "version_2" / "metrics.csv").read_text()
+    assert torch.load(best, weights_only=False)["global_step"] == 2
     for command in ("validate", "predict"):
         assert main([command, "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
     # predict wrote a transcription of the test piece, in mir_eval's format
@@ -92,6 +95,31 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     mix = next(rendered_root.glob("test/*/mix.wav"))
     assert main(["transcribe", str(mix), "--ckpt", str(best), "--out", str(tmp_path / "tr")]) == 0
     assert (tmp_path / "tr" / "mix.multipitch.txt").is_file()
+
+
+def test_a_new_fit_never_replaces_an_earlier_runs_checkpoints(tmp_path, rendered_root):
+    config = str(_tiny_config(tmp_path, rendered_root, 2))
+    assert main(["fit", "--config", config]) == 0
+    first = {path.name: path.read_bytes() for path in (tmp_path / "run" / "version_0").glob("*.ckpt")}
+    assert set(first) == {"best.ckpt", "last.ckpt"}
+    assert main(["fit", "--config", config, "--trainer.max_steps", "4"]) == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "version_0").glob("*.ckpt")} == first
+    assert torch.load(tmp_path / "run" / "version_1" / "last.ckpt", weights_only=False)["global_step"] == 4
+    # `--ckpt_path last` resumes the newest run, in its folder
+    assert main(["fit", "--config", config, "--trainer.max_steps", "6", "--ckpt_path", "last"]) == 0
+    assert torch.load(tmp_path / "run" / "version_1" / "last.ckpt", weights_only=False)["global_step"] == 6
+    assert not (tmp_path / "run" / "version_2").exists()
+
+
+def test_a_pointer_keeps_an_older_checkpoint_file_and_links_to_the_new_one(tmp_path):
+    from mpe_ssl.runs import point
+
+    (tmp_path / "version_3").mkdir()
+    (tmp_path / "version_3" / "best.ckpt").write_text("new")
+    (tmp_path / "best.ckpt").write_text("old, from before run folders")
+    point(tmp_path / "best.ckpt", tmp_path / "version_3" / "best.ckpt")
+    assert (tmp_path / "best.ckpt").read_text() == "new" and (tmp_path / "best.ckpt").is_symlink()
+    assert [p.read_text() for p in tmp_path.glob("best.kept-*.ckpt")] == ["old, from before run folders"]
 
 
 @pytest.mark.parametrize(
@@ -154,3 +182,4 @@ def test_every_tuned_setting_is_reachable_from_yaml(capsys):
     render = datamodule.render_config
     assert (render.programs, render.gain_db, render.tempo_factor) == ((0, 24), (-3.0, 0.0), (1.0, 1.2))
     assert datamodule.hparams.eval_batch_size == 3
+    assert isinstance(datamodule.drums, DrumConfig)  # `drums: {}`: the default loops

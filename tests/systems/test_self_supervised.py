@@ -151,7 +151,7 @@ def test_intl_and_eq_settings_reach_their_functions(monkeypatch):
 
 def test_the_percussion_view_takes_its_drums_from_the_datamodule(rendered_root, tmp_path):
     datamodule = _mixed(rendered_root)
-    datamodule.hparams.drums = None  # a datamodule without drum loops
+    datamodule.drums = None  # a datamodule without drum loops
     system = SelfSupervisedMPE(weights={"percussion": 1.0}, network=tiny_network())
     trainer = Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
@@ -161,3 +161,19 @@ def test_the_percussion_view_takes_its_drums_from_the_datamodule(rendered_root, 
     datamodule.prepare_data()
     datamodule.setup("fit")
     assert datamodule.drum_bank is not None and len(datamodule.drum_bank) == 8
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    results = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        system = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0, "geometric": 1.0},
+                                   network=tiny_network(), activation_checkpointing=checkpointing)
+        batch = _batch(1.0)
+        batch["unlabelled"]["kind"] = ["labelled"] * 2
+        batch["unlabelled"]["targets"] = (torch.rand(2, 440, 87, generator=torch.Generator().manual_seed(1)) > 0.99).float()
+        loss = system.training_step(batch, 0)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in system.network.parameters()]))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(results[0][1], results[1][1]))

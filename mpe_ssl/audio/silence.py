@@ -1,0 +1,48 @@
+"""The silence gate of transcription: which frames of the grid are too quiet to hold notes.
+
+The HCQT scales each excerpt to its own maximum, so digital silence or faint noise reaches
+the network at full scale and comes out as notes. An absolute level, measured on the audio
+before that scaling, tells such frames apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpe_ssl.grid import HOP_LENGTH, num_frames
+
+#: Samples of the window over which a frame's level is measured, centred on the frame.
+WINDOW = 2048
+#: Frames measured at a time (bounds the memory of long recordings).
+CHUNK_FRAMES = 1 << 14
+
+
+def silent_frames(audio: np.ndarray, threshold_db: float, window: int = WINDOW) -> np.ndarray:
+    """Frames of the grid whose level is below ``threshold_db`` dBFS.
+
+    The level of frame ``t`` is the RMS of the samples in a ``window``-sample window centred
+    on sample ``t * HOP_LENGTH`` (the part of it inside the audio, at the edges), in dB
+    relative to a full-scale amplitude of 1 (so a full-scale sine is about -3 dBFS).
+
+    Args:
+        audio: ``(samples,)`` mono audio at the grid's sample rate.
+        threshold_db: level in dBFS below which a frame is silent; ``-inf`` gates nothing.
+        window: length of the measuring window in samples.
+
+    Returns:
+        ``(num_frames(samples),)`` bool, True where the frame is silent.
+    """
+    audio = np.asarray(audio).reshape(-1)
+    threshold = 10.0 ** (float(threshold_db) / 10.0)  # compare powers: no log of digital zeros
+    silent = np.empty(num_frames(len(audio)), dtype=bool)
+    for first in range(0, len(silent), CHUNK_FRAMES):  # chunks bound the float64 copies
+        centres = np.arange(first, min(len(silent), first + CHUNK_FRAMES), dtype=np.int64) * HOP_LENGTH
+        start = np.clip(centres - window // 2, 0, len(audio))
+        stop = np.clip(centres + (window - window // 2), 0, len(audio))
+        offset = start[0]
+        piece = audio[offset : stop[-1]].astype(np.float64)
+        energy = np.concatenate([[0.0], np.cumsum(piece * piece)])
+        # cumsum rounding can dip below zero; the part of a window inside the audio counts
+        power = np.maximum(energy[stop - offset] - energy[start - offset], 0.0) / np.maximum(stop - start, 1)
+        silent[first : first + len(centres)] = power < threshold
+    return silent
