@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mpe_ssl.grid import SAMPLE_RATE
+from mpe_ssl.models import TimbreTrapAE
 from mpe_ssl.systems import SupervisedMPE
 from mpe_ssl.transcribe import transcribe_audio
 
@@ -22,7 +23,7 @@ def bench_transcribe(seconds: float = 30.0, repeats: int = 2, model_complexity: 
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     audio = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)).astype(np.float32) / 3
     audio += 0.01 * rng.standard_normal(audio.shape).astype(np.float32)
-    system = SupervisedMPE(model_complexity=model_complexity).eval()
+    system = SupervisedMPE(network=TimbreTrapAE(model_complexity=model_complexity)).eval()
     transcribe_audio(system, audio[: SAMPLE_RATE])  # warm-up
     times = []
     for _ in range(repeats):

@@ -89,9 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--write", action="store_true", help="write docs/performance.md")
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()
     if args.one:
-        kind, *rest = args.one
+        kind, *rest = args.one + overrides
         result = train_step(rest[0], rest[1:]) if kind == "step" else transcription(float(rest[0]))
         print(json.dumps(result))
         return

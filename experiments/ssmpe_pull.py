@@ -66,7 +66,7 @@ def probe(checkpoint: str, batch: dict, drums: DrumBank | None, weights: dict, s
           seed: int, **options) -> dict:
     trained = load_system(checkpoint)
     system = SelfSupervisedMPE(weights=weights, stop_gradient=stop_gradient, frontend=trained.frontend,
-                               network=trained.network, **options)
+                               network=trained.network, activation_checkpointing=True, **options)
     system.drum_bank = drums
     system.train()
     before = mean_salience(system, batch)

@@ -12,6 +12,7 @@ Errors caused by the user's input print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 import warnings
@@ -59,6 +60,17 @@ class MpeSslCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         ints_before_floats(parser)
+
+    def _set_seed(self) -> None:
+        # quietly: the seed is in the run's saved config.yaml, and an error in the config that
+        # follows must stay the only line the user sees
+        seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+        level = seed_logger.level
+        seed_logger.setLevel(logging.WARNING)
+        try:
+            super()._set_seed()
+        finally:
+            seed_logger.setLevel(level)
 
     def before_fit(self) -> None:
         config = self.config_init[self.subcommand]

@@ -10,6 +10,7 @@ import yaml
 
 from mpe_ssl.cli import lightning_cli, main
 from mpe_ssl.data.drums import DrumConfig
+from mpe_ssl.data.render import load_manifest
 from mpe_ssl.formats import load_multipitch
 from mpe_ssl.systems import SupervisedMPE, load_system
 from tests.tiny import tiny_network
@@ -89,7 +90,7 @@ def test_fit_resume_test_and_transcribe(tmp_path, rendered_root):
     for command in ("validate", "predict"):
         assert main([command, "--config", str(_tiny_config(tmp_path, rendered_root, 4)), "--ckpt_path", str(best)]) == 0
     # predict wrote a transcription of the test piece, in mir_eval's format
-    piece = next(rendered_root.glob("test/*/mix.wav")).parent.name
+    piece = next(p["id"] for p in load_manifest(rendered_root)["pieces"] if p["split"] == "test")
     times, _ = load_multipitch(run / "predictions" / f"{piece}.multipitch.txt")
     assert len(times) > 100 and (run / "predictions" / f"{piece}.mid").is_file()
     mix = next(rendered_root.glob("test/*/mix.wav"))
