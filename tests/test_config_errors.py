@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mpe_ssl import configs, grid
+from mpe_ssl import grid
 from mpe_ssl.cli import lightning_cli, main
 from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.data.render import load_manifest
 from mpe_ssl.errors import MpeSslError
+from tests.tiny import tiny_demo_config
 
 
 def _one_error_line(capsys) -> str:
@@ -86,16 +87,8 @@ def test_an_excerpt_longer_than_every_training_piece_is_an_error(rendered_root):
 
 
 def test_an_excerpt_longer_than_every_piece_stops_fit_in_one_line(rendered_root, tmp_path, capsys):
-    config = yaml.safe_load(Path(configs.resolve("demo")).read_text())
-    config["trainer"].update(max_steps=1, val_check_interval=1, default_root_dir=str(tmp_path), logger=False, callbacks=[],
-                             enable_progress_bar=False, enable_model_summary=False)
-    config["model"]["init_args"]["network"]["init_args"]["model_complexity"] = 1
-    config["data"]["init_args"].update(
-        root=str(rendered_root), steps_per_epoch=1, excerpt_seconds=150.0, num_workers=0,
-        train_streams=[{"kind": "labelled", "split": "train", "count": 1, "batch_size": 2}],
-        val_streams=[{"kind": "labelled", "split": "val", "count": 1}],
-        test_streams=[{"kind": "labelled", "split": "test", "count": 1}],
-    )
+    config = tiny_demo_config(rendered_root, tmp_path, excerpt_seconds=150.0)
+    config["trainer"].update(max_steps=1, val_check_interval=1, logger=False, callbacks=[])
     path = tmp_path / "long.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["fit", "--config", str(path)]) == 2

@@ -11,29 +11,20 @@ from pathlib import Path
 
 import yaml
 
-from mpe_ssl import configs
+from tests.tiny import tiny_demo_config
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp_path: Path, root: Path, name: str, kill_at: int | None) -> Path:
-    config = yaml.safe_load(Path(configs.resolve("demo")).read_text())
     out = str(tmp_path / name)
+    config = tiny_demo_config(root, out, eval_seconds=2.0)  # 4 steps per epoch: 8 steps cross an epoch
     trainer = config["trainer"]
-    trainer.update(max_steps=8, val_check_interval=2, log_every_n_steps=1, default_root_dir=out,
-                   enable_progress_bar=False, enable_model_summary=False)
+    trainer.update(max_steps=8, val_check_interval=2, log_every_n_steps=1)
     trainer["logger"] = [{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": out, "name": "csv"}}]
     trainer["callbacks"] = [c for c in trainer["callbacks"] if "ModelCheckpoint" in c["class_path"]]
-    for callback in trainer["callbacks"]:
-        callback["init_args"]["dirpath"] = out
     if kill_at is not None:
         trainer["callbacks"].append({"class_path": "tests.killer.KillAt", "init_args": {"step": kill_at}})
-    config["model"]["init_args"]["network"]["init_args"]["model_complexity"] = 1
-    config["data"]["init_args"].update(
-        root=str(root), steps_per_epoch=4, excerpt_seconds=1.0, num_workers=0,  # 2 epochs of 4 steps
-        train_streams=[{"kind": "labelled", "split": "train", "count": 1, "batch_size": 2}],
-        val_streams=[{"kind": "labelled", "split": "val", "count": 1}], eval_seconds=2.0,
-    )
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

@@ -13,7 +13,7 @@ from mpe_ssl.data.drums import DrumConfig
 from mpe_ssl.data.render import load_manifest
 from mpe_ssl.formats import load_multipitch
 from mpe_ssl.systems import SupervisedMPE, load_system
-from tests.tiny import tiny_network
+from tests.tiny import tiny_demo_config, tiny_network
 
 from mpe_ssl import configs
 
@@ -21,27 +21,10 @@ EXPERIMENTS = sorted(configs.FOLDER.glob("*.yaml"))
 
 
 def _tiny_config(tmp_path: Path, root: Path, max_steps: int, monitor: str = "val/f1") -> Path:
-    """The demo config, shrunk: 1 train piece, tiny model, runs under tmp_path."""
-    config = yaml.safe_load(Path(configs.resolve("demo")).read_text())
-    out = str(tmp_path / "run")
-    trainer = config["trainer"]
-    trainer.update(max_steps=max_steps, val_check_interval=2, default_root_dir=out, enable_progress_bar=False,
-                   enable_model_summary=False)
-    for logger in trainer["logger"]:
-        logger["init_args"]["save_dir"] = out
-    for callback in trainer["callbacks"]:
-        if "dirpath" in callback["init_args"]:
-            callback["init_args"]["dirpath"] = out
-        if "output_dir" in callback["init_args"]:
-            callback["init_args"]["output_dir"] = f"{out}/predictions"
-    trainer["callbacks"][0]["init_args"]["monitor"] = monitor
-    config["model"]["init_args"]["network"]["init_args"]["model_complexity"] = 1
-    config["data"]["init_args"].update(
-        root=str(root), steps_per_epoch=4, excerpt_seconds=1.0, num_workers=0,
-        train_streams=[{"kind": "labelled", "split": "train", "count": 1, "batch_size": 2}],
-        val_streams=[{"kind": "labelled", "split": "val", "count": 1}],
-        test_streams=[{"kind": "labelled", "split": "test", "count": 1}],
-    )
+    """The demo config, shrunk: 1 train piece, tiny model, runs under tmp_path/run."""
+    config = tiny_demo_config(root, tmp_path / "run")
+    config["trainer"].update(max_steps=max_steps, val_check_interval=2)
+    config["trainer"]["callbacks"][0]["init_args"]["monitor"] = monitor
     path = tmp_path / f"tiny{max_steps}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
