@@ -18,11 +18,12 @@ __all__ = ["RenderedChorales", "note_targets", "load_notes"]
 
 
 def load_notes(path: str | os.PathLike) -> np.ndarray:
-    """A notes.csv as an int64 array ``(notes, 3)``: onset sample, offset sample, MIDI pitch."""
+    """A notes.csv as a float64 array ``(notes, 3)``: onset sample, offset sample (whole numbers),
+    MIDI pitch (fractional where the render detuned it)."""
     rows = read_notes(path)
     sr = grid.SAMPLE_RATE
     out = np.array(
-        [(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"]) for r in rows], dtype=np.int64
+        [(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"]) for r in rows], dtype=np.float64
     )
     return out.reshape(-1, 3)
 

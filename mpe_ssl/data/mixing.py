@@ -101,6 +101,8 @@ class MixedStreamDataModule(LightningDataModule):
         programs: the General MIDI programs (0-based) the parts are drawn from.
         gain_db: per-part gain range in dB, after loudness levelling.
         tempo_factor: global tempo factor range per piece.
+        transpose / detune_cents / detune_per_note: pitch off the semitone grid (see
+            :class:`~mpe_ssl.data.render.RenderConfig`); 0 renders in tune.
         excerpt_seconds: training excerpt length (> 0); longer than every piece of a chorale
             stream is an error (see :class:`RenderedChorales`).
         steps_per_epoch: training batches per epoch and rank.
@@ -122,6 +124,9 @@ class MixedStreamDataModule(LightningDataModule):
         programs: tuple[int, ...] = DEFAULT_PROGRAMS,
         gain_db: tuple[float, float] = (-6.0, 0.0),
         tempo_factor: tuple[float, float] = (0.9, 1.1),
+        transpose: int = 0,
+        detune_cents: float = 0.0,
+        detune_per_note: bool = False,
         excerpt_seconds: float = 4.0,
         steps_per_epoch: int = 100,
         eval_seconds: float | None = None,
@@ -154,7 +159,8 @@ class MixedStreamDataModule(LightningDataModule):
                 counts[spec.split] = None if stop is None or counts[spec.split] is None else max(counts[spec.split], stop)
         self.render_config = RenderConfig(
             seed=seed, soundfont=soundfont, programs=tuple(programs), gain_db=tuple(gain_db),
-            tempo_factor=tuple(tempo_factor), counts=counts,
+            tempo_factor=tuple(tempo_factor), transpose=transpose, detune_cents=detune_cents,
+            detune_per_note=detune_per_note, counts=counts,
         )
         self.root = Path(root) if root is not None else None
         self.datasets: dict[str, list[Dataset]] = {}

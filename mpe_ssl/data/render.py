@@ -57,6 +57,8 @@ from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import Multipitch, load_multipitch, write_multipitch
 
 RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
+#: the off-grid pitch options; at these values a render is in tune, as before they existed
+OFF_GRID_DEFAULTS = {"transpose": 0, "detune_cents": 0.0, "detune_per_note": False}
 MANIFEST_LOCK = ".manifest.lock"
 _READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 SPLITS = ("train", "val", "test")
@@ -109,6 +111,9 @@ class RenderConfig:
     distinct_programs: bool = True  # no two parts of a piece share a program when possible
     dedupe: bool = True  # drop the corpus' duplicate chorales (chorales.DUPLICATES)
     workers: int = 1  # processes
+    transpose: int = 0  # per-piece random transposition, whole semitones in [-transpose, transpose]
+    detune_cents: float = 0.0  # per-part (or per-note) random detuning in [-detune_cents, detune_cents]
+    detune_per_note: bool = False  # draw the detuning per note instead of per part
 
     def validate(self) -> None:
         if self.sample_rate != grid.SAMPLE_RATE:
@@ -141,6 +146,10 @@ class RenderConfig:
             raise MpeSslError(f"peak: {self.peak} must be in (0, 1]")
         if self.workers < 1:
             raise MpeSslError(f"workers: {self.workers} must be >= 1")
+        if self.transpose < 0 or int(self.transpose) != self.transpose:
+            raise MpeSslError(f"transpose: {self.transpose!r} must be a whole number of semitones >= 0")
+        if not 0 <= self.detune_cents <= 100:
+            raise MpeSslError(f"detune_cents: {self.detune_cents!r} must be in [0, 100]")
         soundfont_path(self)
 
     def render_key(self) -> dict:
@@ -153,6 +162,9 @@ class RenderConfig:
         key["soundfont_sha1"] = file_sha1(soundfont_path(self))
         key["hop_length"] = grid.HOP_LENGTH
         key["render_version"] = RENDER_VERSION
+        for name, default in OFF_GRID_DEFAULTS.items():  # in tune: the same key (and cache) as before
+            if key[name] == default:
+                del key[name]
         return key
 
     def config_hash(self) -> str:
@@ -247,21 +259,30 @@ def check_programs(config: RenderConfig) -> None:
 
 
 def synthesize(
-    events: list[tuple[int, int, int]], num_samples: int, program: int, config: RenderConfig
+    events: list[tuple[int, int, float]], num_samples: int, program: int, config: RenderConfig
 ) -> np.ndarray:
-    """Render note events ``(on_sample, off_sample, key)`` with one GM program, mono float64."""
+    """Render note events ``(on_sample, off_sample, pitch)`` with one GM program, mono float64.
+
+    A fractional MIDI ``pitch`` plays its nearest key retuned by the rest (the channel's
+    tuning, set at the note-on; the parts are monophonic voices, so one tuning per channel at a
+    time is the note's own).
+    """
     synth, sfid = load_soundfont(soundfont_path(config))
     synth.program_select(0, sfid, 0, int(program))
     schedule = sorted(
-        [(on, 1, key) for on, _, key in events] + [(off, 0, key) for _, off, key in events]
+        [(on, 1, pitch) for on, _, pitch in events] + [(off, 0, pitch) for _, off, pitch in events]
     )  # at one sample, note-offs (0) before note-ons (1)
     out = np.zeros(num_samples * 2, dtype=np.float32)
-    position = 0
-    for sample, kind, key in schedule:
+    position, tuning = 0, 0.0
+    for sample, kind, pitch in schedule:
         if sample > position:
             out[2 * position : 2 * sample] = np.frombuffer(synth.generate(sample - position), dtype=np.float32)
             position = sample
+        key = int(round(pitch))
         if kind:
+            if pitch - key != tuning:
+                tuning = pitch - key
+                synth.set_tuning(0, tuning)
             synth.noteon(0, key, int(config.velocity))
         else:
             synth.noteoff(0, key)
@@ -305,6 +326,11 @@ def _piece_rng(config: RenderConfig, piece_id: str) -> np.random.Generator:
     return np.random.default_rng([int(config.seed), zlib.crc32(piece_id.encode())])
 
 
+def _detune(rng: np.random.Generator, config: RenderConfig) -> float:
+    """A random detuning in semitones (0.0 without drawing when detuning is off)."""
+    return float(rng.uniform(-config.detune_cents, config.detune_cents)) / 100 if config.detune_cents else 0.0
+
+
 def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
     """Draw the piece's tempo factor, programs and gains; note times in samples."""
     rng = _piece_rng(config, chorale.piece_id)
@@ -317,13 +343,17 @@ def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
         return int(round((config.lead_in_s + quarters * seconds_per_quarter) * sr))
 
     programs, events = [], []
+    pitch_rng = np.random.default_rng([int(config.seed), zlib.crc32(chorale.piece_id.encode()), 1])
+    transpose = int(pitch_rng.integers(-config.transpose, config.transpose + 1)) if config.transpose else 0
     for part in chorale.parts:
         part_events = []
+        detune = _detune(pitch_rng, config)
         for note in chorale.notes[part]:
             on = to_sample(note.onset_q)
             off = max(to_sample(note.onset_q + note.duration_q), on + 1)
-            part_events.append((on, off, note.pitch))
-        pitches = {key for _, _, key in part_events}
+            offset = _detune(pitch_rng, config) if config.detune_per_note else detune
+            part_events.append((on, off, note.pitch + transpose + offset))
+        pitches = {int(round(pitch)) for _, _, pitch in part_events}
         candidates = [p for p in config.programs if pitches <= program_keys(config, p)]
         if not candidates:
             raise MpeSslError(
@@ -339,6 +369,7 @@ def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
     last_off = max((off for part_events in events for _, off, _ in part_events), default=0)
     num_samples = max(to_sample(chorale.length_q), last_off) + int(round(config.tail_s * sr))
     return {
+        "transpose": transpose,
         "tempo_factor": tempo_factor,
         "qpm": base_qpm * tempo_factor,
         "base_qpm": base_qpm,
@@ -391,7 +422,7 @@ def frame_labels(notes: list[tuple[int, int, int]], num_samples: int) -> list[li
     firsts, stops = grid.note_frames([on for on, _, _ in notes], [off for _, off, _ in notes])
     for (_, _, pitch), first, stop in zip(notes, firsts, stops):
         for f in range(int(first), min(int(stop), len(frames))):
-            frames[f].add(int(pitch))
+            frames[f].add(float(pitch))
     return [sorted(active) for active in frames]
 
 
@@ -420,7 +451,7 @@ def read_notes(path: str | os.PathLike) -> list[dict]:
                         "program": int(row["program"]),
                         "onset_s": float(row["onset_s"]),
                         "offset_s": float(row["offset_s"]),
-                        "midi_pitch": int(row["midi_pitch"]),
+                        "midi_pitch": float(row["midi_pitch"]),
                     })
                 except (TypeError, ValueError):
                     raise MpeSslError(f"{path}:{line}: malformed note row {row}") from None
@@ -454,7 +485,7 @@ def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) ->
         writer.writerow(["part", "program", "onset_s", "offset_s", "midi_pitch"])
         for part, program, part_events in zip(chorale.parts, plan["programs"], plan["events"]):
             for on, off, pitch in part_events:
-                writer.writerow([part, program, f"{on / sr:.9f}", f"{off / sr:.9f}", pitch])
+                writer.writerow([part, program, f"{on / sr:.9f}", f"{off / sr:.9f}", _pitch_text(pitch)])
                 all_notes.append((on, off, pitch))
         (tmp / "notes.csv").write_text(buffer.getvalue())
         write_multipitch(tmp / "multipitch.txt", labels_multipitch(frame_labels(all_notes, num_samples)))
@@ -473,6 +504,7 @@ def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) ->
             "tempo_factor": plan["tempo_factor"],
             "base_qpm": plan["base_qpm"],
             "qpm": plan["qpm"],
+            **({"transpose": plan["transpose"]} if plan["transpose"] else {}),
             "num_samples": num_samples,
             "num_frames": grid.num_frames(num_samples),
             "duration": num_samples / sr,
@@ -491,6 +523,11 @@ def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) ->
         raise
     publish_directory(tmp, final, piece_done)
     return meta
+
+
+def _pitch_text(pitch: float) -> str:
+    """A MIDI pitch for notes.csv: an integer as before, a fractional one to 1e-4 semitone."""
+    return str(int(pitch)) if float(pitch).is_integer() else f"{pitch:.4f}"
 
 
 def piece_done(path: Path) -> bool:
@@ -890,6 +927,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=_float_list(3), default=d.splits, metavar="TR,VA,TE", help="split fractions")
     p.add_argument("--subtype", choices=("PCM_16", "FLOAT"), default=d.subtype, help="WAV sample format")
     p.add_argument("--workers", type=int, default=d.workers, help="processes (default %(default)s)")
+    p.add_argument("--transpose", type=int, default=d.transpose, metavar="N",
+                   help="transpose each piece by a random whole number of semitones in [-N, N] (default 0)")
+    p.add_argument("--detune", type=float, nargs="?", const=50.0, default=d.detune_cents, metavar="CENTS",
+                   help="detune each part by a random amount in [-CENTS, CENTS] (CENTS default 50), in the "
+                        "audio and in the labels (fractional MIDI, Hz)")
+    p.add_argument("--detune-per-note", action="store_true", help="draw the detuning per note, not per part")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -907,6 +950,9 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
         counts=counts,
         subtype=args.subtype,
         workers=args.workers,
+        transpose=args.transpose,
+        detune_cents=args.detune,
+        detune_per_note=args.detune_per_note,
     )
 
 

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from mpe_ssl import grid
 from mpe_ssl.data import render as R
-from mpe_ssl.data.datasets import RenderedChorales, note_targets
+from mpe_ssl.data.datasets import RenderedChorales, load_notes, note_targets
 from mpe_ssl.errors import MpeSslError
 
 from mpe_ssl.audio import hcqt as hcqt_module
@@ -230,3 +230,37 @@ def test_empty_or_malformed_label_files_are_named(tmp_path):
         read_notes(bad)
     with pytest.raises(MpeSslError, match="missing.csv: label file not found"):
         read_notes(tmp_path / "missing.csv")
+
+
+def test_an_off_grid_note_peaks_at_its_fractional_bin(tmp_path):
+    """A note retuned by a fraction of a semitone sounds at its own bin, not at the semitone's."""
+    sr = grid.SAMPLE_RATE
+    hcqt = hcqt_module.HCQT()
+    for program in (0, 40, 73):  # piano, violin, flute
+        for pitch in (69.0, 69.3, 68.6):
+            audio = R.synthesize([(0, sr, pitch)], sr, program, R.RenderConfig())
+            with torch.no_grad():
+                column = hcqt(torch.from_numpy(audio).float()[None])[0, 1, :, 20:70].numpy().mean(axis=1)
+            k = int(np.argmax(column))
+            a, b, c = column[k - 1], column[k], column[k + 1]
+            peak = k + 0.5 * (a - c) / (a - 2 * b + c)  # parabolic interpolation
+            assert abs(peak - grid.midi_to_bin(pitch)) < 0.5, (program, pitch, peak)
+
+
+def test_detuned_chorale_labels_agree_with_the_audio_as_in_tune_ones_do(tmp_path):
+    config = R.RenderConfig(seed=0, transpose=3, detune_cents=50, counts={"train": 0, "val": 1, "test": 0})
+    root = R.render_dataset(config, root=tmp_path / "detuned", progress=False)
+    notes = load_notes(root / R.load_manifest(root)["pieces"][0]["notes"])
+    assert np.any(np.abs(notes[:, 2] - np.rint(notes[:, 2])) > 0.2)  # off the semitone grid
+    targets, spec, _ = _chorale_excerpt(root, "val")
+    frames, bins = np.nonzero(targets.T)
+    in_tune_targets, in_tune_spec, _ = _chorale_excerpt(
+        R.render_dataset(R.RenderConfig(seed=0, counts={"train": 0, "val": 1, "test": 0}), root=tmp_path / "in-tune",
+                         progress=False), "val")
+    # within one bin (20 cents) of an HCQT peak: as often as the in-tune render's labels
+    rate, in_tune = _peak_rate(spec, frames, bins, 1), _peak_rate(in_tune_spec, *np.nonzero(in_tune_targets.T), 1)
+    # at the peak's own bin: the true pitch far more often than the same notes on the semitone grid
+    semitone = np.rint(grid.midi_to_bin(np.rint(grid.bin_to_midi(bins)))).astype(int)
+    exact, rounded = _peak_rate(spec, frames, bins, 0), _peak_rate(spec, frames, semitone, 0)
+    print(f"detuned: within a bin {rate:.3f} (in tune {in_tune:.3f}); at the bin {exact:.3f}, semitone {rounded:.3f}")
+    assert rate >= in_tune - 0.03 and exact >= 1.5 * rounded

@@ -337,3 +337,12 @@ def test_a_complete_cache_on_a_read_only_root_is_used_without_writing(rendered_r
     with pytest.raises(MpeSslError, match=rf"{root}.*read-only") as error:
         R.render_dataset(_counts(2, 1, 1), root=root, progress=False)
     assert "\n" not in str(error.value)
+
+
+def test_off_grid_options_change_the_cache_key_and_in_tune_renders_keep_theirs():
+    assert not set(R.OFF_GRID_DEFAULTS) & set(R.RenderConfig().render_key())  # caches made before stay valid
+    assert R.RenderConfig(detune_cents=50).config_hash() != R.RenderConfig().config_hash()
+    config = R.config_from_args(R.build_parser().parse_args(["--detune", "--transpose", "2", "--detune-per-note"]))
+    assert (config.detune_cents, config.transpose, config.detune_per_note) == (50.0, 2, True)
+    with pytest.raises(MpeSslError, match="detune_cents"):
+        R.RenderConfig(detune_cents=150).validate()
