@@ -416,9 +416,9 @@ def mix_of(stems: list[np.ndarray]) -> np.ndarray:
     return np.sum(stems, axis=0, dtype=np.float32)
 
 
-def frame_labels(notes: list[tuple[int, int, int]], num_samples: int) -> list[list[int]]:
-    """Active MIDI pitches of each grid frame (:func:`mpe_ssl.grid.note_frames`)."""
-    frames: list[set[int]] = [set() for _ in range(grid.num_frames(num_samples))]
+def frame_labels(notes: list[tuple[int, int, float]], num_samples: int) -> list[list[float]]:
+    """Active MIDI pitches (fractional where detuned) of each grid frame (:func:`mpe_ssl.grid.note_frames`)."""
+    frames: list[set[float]] = [set() for _ in range(grid.num_frames(num_samples))]
     firsts, stops = grid.note_frames([on for on, _, _ in notes], [off for _, off, _ in notes])
     for (_, _, pitch), first, stop in zip(notes, firsts, stops):
         for f in range(int(first), min(int(stop), len(frames))):
@@ -426,7 +426,7 @@ def frame_labels(notes: list[tuple[int, int, int]], num_samples: int) -> list[li
     return [sorted(active) for active in frames]
 
 
-def labels_multipitch(labels: list[list[int]]) -> Multipitch:
+def labels_multipitch(labels: list[list[float]]) -> Multipitch:
     """Frame labels (MIDI pitches per frame) in mir_eval's multi-pitch form (times, Hz)."""
     return grid.frame_times(len(labels)), [grid.midi_to_hz(np.array(p, dtype=np.float64)) for p in labels]
 
