@@ -7,7 +7,15 @@ at ``h * grid.FMIN``. The filters are librosa-style wavelets with ``gamma=None``
 a Hann-windowed complex exponential per bin, L1-normalised, whose length is
 ``Q * sr / (f + gamma / alpha)`` with ``alpha = (2**(2/bpo) - 1) / (2**(2/bpo) + 1)``,
 ``Q = 1 / alpha`` and ``gamma = 24.7 * alpha / 0.108`` (librosa's ERB-based offset, so
-``gamma / alpha = 228.7 Hz``). Magnitudes are scaled like ``librosa.vqt(scale=True)``.
+``gamma / alpha = 228.7 Hz``).
+
+Filter scaling (``filter_scale``): by default each bin's response is the L1-normalised
+filter's response times ``sqrt(length)``, i.e. ``librosa.vqt(scale=True)``. The ss-mpe
+reference code convolves with librosa's wavelets built with ``norm=None``, whose response
+grows with the filter length itself: ``filter_scale="length"`` reproduces that (responses
+times ``length``). The two differ by ``sqrt(length)`` across bins: long low-frequency filters
+get about 9 dB more emphasis between 65 Hz and 2 kHz with ``"length"``. After the per-item dB
+scaling only these relative levels matter.
 
 Computation (multirate, as in nnAudio's ``CQT2010v2``/``VQT`` and librosa):
 
@@ -54,6 +62,8 @@ _LOWPASS_TAPS = 255
 # A bin may run at level j when its main lobe ends below this fraction of sr_j / 2
 # (the decimation filter is flat to 0.97 * sr_j / 2; margin for the Hann side lobes).
 _PASSBAND_FRACTION = 0.9
+# Per-bin scaling of the filter responses (see the module docstring).
+FILTER_SCALES = ("sqrt_length", "length")
 # Block length of the overlap-save FFT convolution used for decimation.
 _DECIMATE_FFT = 4096
 
@@ -136,6 +146,8 @@ class HCQT(nn.Module):
         n_bins: bins per harmonic channel.
         harmonics: harmonic multipliers, one channel each, in output order.
         db_floor: dB floor of the ``[0, 1]`` scaling (negative).
+        filter_scale: ``sqrt_length`` (``librosa.vqt(scale=True)``, default) or ``length``
+            (the ss-mpe reference's ``norm=None`` wavelets); see the module docstring.
     """
 
     def __init__(
@@ -147,10 +159,13 @@ class HCQT(nn.Module):
         n_bins: int = grid.N_BINS,
         harmonics: Sequence[float] = grid.HARMONICS,
         db_floor: float = -80.0,
+        filter_scale: str = "sqrt_length",
     ) -> None:
         super().__init__()
         from nnAudio.utils import create_lowpass_filter
 
+        if filter_scale not in FILTER_SCALES:
+            raise ValueError(f"filter_scale must be one of {FILTER_SCALES}, got {filter_scale!r}")
         if int(hop_length) != hop_length or hop_length < 1:
             raise ValueError(f"hop_length must be a positive integer, got {hop_length}")
         if len(harmonics) == 0 or any(h <= 0 for h in harmonics):
@@ -229,8 +244,10 @@ class HCQT(nn.Module):
             fits = lobe_edge <= _PASSBAND_FRACTION * nyquist / 2**j
             level[fits] = j
         self.num_levels = int(level.max()) + 1
-        # librosa.vqt(scale=True) output = (L1-normalised response) * sqrt(length).
-        scale = np.sqrt(lengths)
+        # librosa.vqt(scale=True) output = (L1-normalised response) * sqrt(length); the
+        # reference's un-normalised wavelets: (L1-normalised response) * their L1 norm ~ length
+        scale = np.sqrt(lengths) if filter_scale == "sqrt_length" else lengths
+        self.filter_scale = filter_scale
 
         order: list[np.ndarray] = []
         self._level_sizes: list[int] = []

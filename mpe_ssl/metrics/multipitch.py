@@ -20,25 +20,35 @@ from mpe_ssl.formats import Multipitch
 from mpe_ssl.grid import bin_to_midi, frame_times, midi_to_hz
 
 
-def salience_to_multipitch(salience: np.ndarray | torch.Tensor, threshold: float = 0.5) -> Multipitch:
+PITCH_MODES = ("semitone", "bin")
+
+
+def salience_to_multipitch(salience: np.ndarray | torch.Tensor, threshold: float = 0.5,
+                           pitch: str = "semitone") -> Multipitch:
     """Peak-pick a salience-gram into mir_eval multi-pitch format.
 
     Args:
         salience: ``(bins, frames)`` salience in [0, 1] (sigmoid of the logits).
         threshold: minimum salience of a peak.
+        pitch: ``semitone``: each peak at the centre of its nearest MIDI semitone (peaks of one
+            semitone merged); ``bin``: each peak at its own bin's fractional pitch, as the
+            SS-MPE reference evaluates (off-grid pitch keeps its cents).
 
     Returns:
         ``times (frames,)`` in seconds and a list of ``frames`` arrays of Hz (one per frame,
-        sorted, one entry per active MIDI semitone).
+        sorted).
     """
+    if pitch not in PITCH_MODES:
+        raise ValueError(f"pitch: {pitch!r} is not one of {PITCH_MODES}")
     if isinstance(salience, torch.Tensor):
         salience = salience.detach().float().cpu().numpy()
     padded = np.pad(salience, ((1, 1), (0, 0)), constant_values=-np.inf)
     peaks = (salience > padded[:-2]) & (salience >= padded[2:]) & (salience >= threshold)
-    semitones = np.rint(bin_to_midi(np.arange(salience.shape[0], dtype=np.float64)))
+    midi = bin_to_midi(np.arange(salience.shape[0], dtype=np.float64))
+    pitches = np.rint(midi) if pitch == "semitone" else midi
     frequencies = []
     for frame in range(salience.shape[1]):
-        active = np.unique(semitones[peaks[:, frame]])
+        active = np.unique(pitches[peaks[:, frame]])
         frequencies.append(midi_to_hz(active))
     return frame_times(salience.shape[1]), frequencies
 
@@ -80,9 +90,11 @@ class MultiPitchMetric(Metric):
     higher_is_better = True
     names = ("precision", "recall", "accuracy", "f1")
 
-    def __init__(self, threshold: float = 0.5, **kwargs) -> None:
+    def __init__(self, threshold: float = 0.5, pitch: str = "semitone", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.threshold = threshold
+        if pitch not in PITCH_MODES:
+            raise ValueError(f"pitch: {pitch!r} is not one of {PITCH_MODES}")
+        self.threshold, self.pitch = threshold, pitch
         for name in self.names:
             self.add_state(f"{name}_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("tracks", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
@@ -96,7 +108,7 @@ class MultiPitchMetric(Metric):
         labels = labels.detach().float().cpu().numpy()
         for index in range(salience.shape[0]):
             scores = track_scores(
-                labels_to_multipitch(labels[index]), salience_to_multipitch(salience[index], self.threshold)
+                labels_to_multipitch(labels[index]), salience_to_multipitch(salience[index], self.threshold, self.pitch)
             )
             for name in self.names:
                 state = getattr(self, f"{name}_sum")

@@ -25,6 +25,7 @@ from mpe_ssl.audio.hcqt import HCQT
 from mpe_ssl.batch import KINDS
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.metrics import MultiPitchMetric, SalienceActivity
+from mpe_ssl.metrics.multipitch import PITCH_MODES
 from mpe_ssl.models import TimbreTrapAE
 from mpe_ssl.systems.schedules import LinearWarmup
 from mpe_ssl.systems.system import System, module_state
@@ -45,6 +46,8 @@ class MPESystem(System):
         lr_encoder: learning rate of the network's encoder group (paper: 5e-4).
         lr_decoder: learning rate of the network's decoder group (paper: 2.5e-4).
         threshold: salience threshold of the peak picking in the metrics.
+        eval_pitch: where the metrics put a peak: ``semitone`` (its nearest semitone) or
+            ``bin`` (its own bin's fractional pitch, as the SS-MPE reference evaluates).
         init_weights: checkpoint whose network weights this model starts ``fit`` from
             (e.g. a supervised model before self-supervised fine-tuning). Only ``fit`` reads
             it, before a resumed checkpoint is restored, so test/predict never need the file.
@@ -63,6 +66,7 @@ class MPESystem(System):
         lr_encoder: float = 5e-4,
         lr_decoder: float = 2.5e-4,
         threshold: float = 0.5,
+        eval_pitch: str = "semitone",
         init_weights: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = LinearWarmup,
@@ -72,6 +76,8 @@ class MPESystem(System):
         check_positive(lr_encoder=lr_encoder, lr_decoder=lr_decoder)
         if not 0 < threshold < 1:
             raise MpeSslError(f"threshold: {threshold} must be in (0, 1)")
+        if eval_pitch not in PITCH_MODES:
+            raise MpeSslError(f"eval_pitch: {eval_pitch!r} is not one of {', '.join(PITCH_MODES)}")
         self.frontend = frontend if frontend is not None else HCQT()
         self.network = network if network is not None else TimbreTrapAE()
 
@@ -119,7 +125,7 @@ class MPESystem(System):
 
     def make_metrics(self, kind: str) -> dict[str, Metric]:
         threshold = self.hparams.threshold
-        return {"pitch": MultiPitchMetric(threshold), "activity": SalienceActivity(threshold)}
+        return {"pitch": MultiPitchMetric(threshold, self.hparams.eval_pitch), "activity": SalienceActivity(threshold)}
 
     def update_metrics(self, metrics: Mapping[str, Metric], batch: dict) -> None:
         salience = self.batch_salience(batch)

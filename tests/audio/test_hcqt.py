@@ -159,3 +159,23 @@ def test_decibel_scaling() -> None:
     torch.testing.assert_close(scale_decibels(db), torch.tensor([[[1.0, 0.75, 0.25, 0.0, 0.0]]]))
     torch.testing.assert_close(magnitude_to_unit(3 * mag), scale_decibels(db))
     assert torch.equal(magnitude_to_unit(torch.zeros(1, 4)), torch.zeros(1, 4))
+
+
+def test_reference_filter_scaling_lifts_low_bins_by_the_square_root_of_the_length_ratio():
+    """Equal sines at C2 and C7: the default (librosa.vqt scale=True, responses times
+    sqrt(length)) puts C2 10 log10(length ratio) dB above C7; filter_scale='length' (the ss-mpe
+    reference's norm=None wavelets) twice that."""
+    sr = grid.SAMPLE_RATE
+    t = np.arange(2 * sr) / sr
+    low, high = grid.midi_to_hz(36.0), grid.midi_to_hz(96.0)
+    audio = torch.tensor(np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t), dtype=torch.float32)[None]
+    k_low, k_high = (int(round(grid.midi_to_bin(m))) for m in (36.0, 96.0))
+    level = {}
+    for scale in ("sqrt_length", "length"):
+        magnitude = HCQT(harmonics=(1.0,), filter_scale=scale).magnitudes(audio)[0, 0, :, 20:-20].mean(dim=-1)
+        level[scale] = 20 * np.log10(float(magnitude[k_low] / magnitude[k_high]))
+    expected = 10 * np.log10((high + 24.7 / 0.108) / (low + 24.7 / 0.108))  # lengths ~ 1 / (f + 228.7 Hz)
+    assert abs(level["sqrt_length"] - expected) < 0.3, (level, expected)
+    assert abs(level["length"] - 2 * expected) < 0.3, (level, expected)
+    with pytest.raises(ValueError, match="filter_scale"):
+        HCQT(filter_scale="unit")

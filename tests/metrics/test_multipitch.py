@@ -116,3 +116,23 @@ def test_metric_reduces_over_ddp_ranks_as_one_process_over_all_tracks():
     for scores in results:
         assert scores["f1"] == pytest.approx(expected[2], abs=1e-6)
         assert scores["precision"] == pytest.approx(expected[0], abs=1e-6)
+
+
+def test_bin_pitch_keeps_an_off_grid_peak_at_its_own_pitch():
+    from mpe_ssl.grid import midi_to_bin
+
+    bins = np.arange(440)
+    salience = np.exp(-0.5 * ((bins - midi_to_bin(69.4)) / 1.0) ** 2)[:, None].repeat(3, axis=1)  # 40 cents sharp
+    hz_bin = salience_to_multipitch(salience, 0.5, pitch="bin")[1][0]
+    hz_semitone = salience_to_multipitch(salience, 0.5, pitch="semitone")[1][0]
+    assert np.allclose(hz_bin, 440 * 2 ** (0.4 / 12)) and np.allclose(hz_semitone, 440.0)
+    # two true pitches 40 cents apart: the semitone grid merges them, each bin keeps its own
+    labels = np.zeros((440, 3))
+    labels[[240, 242]] = 1
+    two = np.zeros((440, 3))
+    two[[240, 242]] = 0.9
+    metric = {mode: MultiPitchMetric(0.5, pitch=mode) for mode in ("bin", "semitone")}
+    for mode, m in metric.items():
+        m.update(torch.from_numpy(two)[None].float(), torch.from_numpy(labels)[None].float())
+    assert float(metric["bin"].compute()["recall"]) == 1.0
+    assert float(metric["semitone"].compute()["recall"]) == 0.5
