@@ -35,6 +35,7 @@ def start_file(tag: str) -> Path:
     """Where :func:`evaluate_start` writes the start model's validation metrics for ``tag``."""
     return RUNS / f"start{'-' + tag if tag else ''}.json"
 SS_TERMS = ("timbre", "percussion", "geometric")
+SCHEDULES = {"linear": "mpe_ssl.systems.LinearWarmup", "cosine": "mpe_ssl.systems.CosineWarmup"}
 
 
 def conditions(groups: list[str], ns: list[int], args: argparse.Namespace) -> dict[str, dict]:
@@ -77,6 +78,10 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
     model["network"]["init_args"]["model_complexity"] = args.complexity
     if args.lr is not None:
         model.update(lr_encoder=args.lr, lr_decoder=args.lr)
+    # the grid of docs/ssmpe ran with a linear warm-up and the energy terms on every stream;
+    # --schedule cosine --energy-streams unlabelled give the shipped config's reference protocol
+    model["lr_scheduler"]["class_path"] = SCHEDULES[args.schedule]
+    model["energy_streams"] = args.energy_streams
     if args.warmup is not None:
         model["lr_scheduler"]["init_args"]["warmup_steps"] = args.warmup
     if args.shift_step != 1:
@@ -244,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="vertical shifts of the geometric term in multiples of this many bins (5: semitones)")
     parser.add_argument("--shift-frames", type=lambda v: None if v == "none" else int(v), default=86,
                         help="largest time shift in frames (86: the setting of docs/ssmpe; none: a quarter of the excerpt)")
+    parser.add_argument("--schedule", choices=sorted(SCHEDULES), default="linear",
+                        help="learning-rate warm-up (linear: the grid of docs/ssmpe; cosine: the reference's)")
+    parser.add_argument("--energy-streams", nargs="+", default=["labelled", "pseudo", "unlabelled"],
+                        help="streams of the energy terms (the grid: all; the reference: unlabelled)")
     parser.add_argument("--energy-weight", type=float, default=1.0)
     parser.add_argument("--sparsity-weight", type=float, default=0.01)
     parser.add_argument("--intl-weight", type=float, default=1.0)

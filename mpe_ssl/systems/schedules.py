@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -22,3 +24,23 @@ class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):
     def factor(self, step: int) -> float:
         """Learning-rate factor at ``step`` (0-based)."""
         return min(1.0, (step + 1) / self.warmup_steps)
+
+
+class CosineWarmup(torch.optim.lr_scheduler.LambdaLR):
+    """Half-cosine warm-up, then constant: factor ``(1 - cos(pi (step + 1) / warmup_steps)) / 2``
+    up to ``warmup_steps``, 1 after (the SS-MPE reference's schedule).
+
+    Args:
+        optimizer: the optimiser whose groups' learning rates are scaled.
+        warmup_steps: steps (or epochs) to full rate.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 400, last_epoch: int = -1) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps: {warmup_steps} must be >= 0")
+        self.warmup_steps = max(1, int(warmup_steps))
+        super().__init__(optimizer, self.factor, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """Learning-rate factor at ``step`` (0-based)."""
+        return 0.5 * (1.0 - math.cos(math.pi * min(1.0, (step + 1) / self.warmup_steps)))

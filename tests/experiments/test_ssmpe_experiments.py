@@ -37,6 +37,9 @@ def test_every_condition_resolves(script, tmp_path):
         assert isinstance(model, SelfSupervisedMPE)
         assert model.weights == {k: float(v) for k, v in condition["weights"].items()}
         assert model.hparams.stop_gradient and model.hparams.lr_encoder == 3e-4 and model.hparams.shift_step_bins == 5
+        # the grid's protocol, not the shipped config's reference one: linear warm-up, energy on every stream
+        assert type(model.configure_optimizers()["lr_scheduler"]["scheduler"]).__name__ == "LinearWarmup"
+        assert list(model.hparams.energy_streams) == ["labelled", "pseudo", "unlabelled"]
         streams = yaml.safe_load(path.read_text())["data"]["init_args"]["train_streams"]
         assert streams[0]["batch_size"] == 4
         if condition["unlabelled"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer
@@ -82,3 +83,16 @@ def test_a_batch_missing_a_declared_key_is_a_one_line_error():
     batch = {"audio": torch.zeros(2, 2048), "stream": ["levels"]}
     with pytest.raises(MpeSslError, match=r"stream 'levels' \(labelled\): the batch has no 'f0', which LevelMeter needs"):
         LevelMeter().training_step(batch, 0)
+
+
+def test_the_cosine_warm_up_rises_as_half_a_cosine_then_holds():
+    from mpe_ssl.systems import CosineWarmup
+
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = CosineWarmup(optimizer, warmup_steps=4)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates == pytest.approx([0.5 * (1 - np.cos(np.pi * k / 4)) for k in (1, 2, 3, 4)] + [1.0, 1.0])
