@@ -26,7 +26,7 @@ import soundfile as sf
 import torch
 
 from mpe_ssl.audio.io import load_audio
-from mpe_ssl.audio.silence import silent_frames
+from mpe_ssl.audio.silence import gate_silence
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import write_transcription
 from mpe_ssl.grid import SAMPLE_RATE, num_frames
@@ -98,7 +98,7 @@ def transcribe_file(
     """
     audio = load_audio(audio_path)
     salience = transcribe_audio(system, audio)
-    salience[:, torch.from_numpy(silent_frames(audio, silence_db))] = 0.0
+    salience = gate_silence(salience, audio, silence_db)
     multipitch = salience_to_multipitch(salience, system.hparams.threshold if threshold is None else threshold)
     return write_transcription(out_dir, audio_path.stem if name is None else name, multipitch)
 

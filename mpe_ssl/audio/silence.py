@@ -8,6 +8,7 @@ before that scaling, tells such frames apart.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from mpe_ssl.grid import HOP_LENGTH, num_frames
 
@@ -46,3 +47,10 @@ def silent_frames(audio: np.ndarray, threshold_db: float, window: int = WINDOW) 
         power = np.maximum(energy[stop - offset] - energy[start - offset], 0.0) / np.maximum(stop - start, 1)
         silent[first : first + len(centres)] = power < threshold
     return silent
+
+
+def gate_silence(salience: torch.Tensor, audio: np.ndarray, threshold_db: float) -> torch.Tensor:
+    """``salience (bins, frames)`` with the frames that :func:`silent_frames` finds in ``audio``
+    ``(samples,)`` set to 0 (a new tensor)."""
+    silent = torch.from_numpy(silent_frames(audio, threshold_db))[: salience.shape[-1]]
+    return salience.masked_fill(silent.to(salience.device)[None], 0.0)

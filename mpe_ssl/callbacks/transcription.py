@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from mpe_ssl.audio.silence import silent_frames
+from mpe_ssl.audio.silence import gate_silence
 from mpe_ssl.formats import write_transcription
 from mpe_ssl.metrics.multipitch import salience_to_multipitch
 
@@ -42,7 +42,5 @@ class TranscriptionWriter(BasePredictionWriter):
         for index, (salience, track, start) in enumerate(zip(prediction, batch["track"], starts)):
             name = str(track) if int(start) == 0 else f"{track}_from{int(start)}"
             if "audio" in batch:
-                silent = silent_frames(batch["audio"][index].float().cpu().numpy(), self.silence_db)
-                salience = salience.clone()
-                salience[:, torch.from_numpy(silent)[: salience.shape[-1]]] = 0.0
+                salience = gate_silence(salience, batch["audio"][index].float().cpu().numpy(), self.silence_db)
             write_transcription(self.output_dir, name, salience_to_multipitch(salience, threshold))

@@ -22,11 +22,16 @@ class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):
         super().__init__(optimizer, self.factor, last_epoch)
 
     def factor(self, step: int) -> float:
-        """Learning-rate factor at ``step`` (0-based)."""
-        return min(1.0, (step + 1) / self.warmup_steps)
+        """Learning-rate factor at ``step`` (0-based): :meth:`ramp` of the warm-up's progress."""
+        return self.ramp(min(1.0, (step + 1) / self.warmup_steps))
+
+    @staticmethod
+    def ramp(progress: float) -> float:
+        """Factor at ``progress`` in [0, 1] of the warm-up."""
+        return progress
 
 
-class CosineWarmup(torch.optim.lr_scheduler.LambdaLR):
+class CosineWarmup(LinearWarmup):
     """Half-cosine warm-up, then constant: factor ``(1 - cos(pi (step + 1) / warmup_steps)) / 2``
     up to ``warmup_steps``, 1 after (the SS-MPE reference's schedule).
 
@@ -36,11 +41,8 @@ class CosineWarmup(torch.optim.lr_scheduler.LambdaLR):
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 400, last_epoch: int = -1) -> None:
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps: {warmup_steps} must be >= 0")
-        self.warmup_steps = max(1, int(warmup_steps))
-        super().__init__(optimizer, self.factor, last_epoch)
+        super().__init__(optimizer, warmup_steps, last_epoch)
 
-    def factor(self, step: int) -> float:
-        """Learning-rate factor at ``step`` (0-based)."""
-        return 0.5 * (1.0 - math.cos(math.pi * min(1.0, (step + 1) / self.warmup_steps)))
+    @staticmethod
+    def ramp(progress: float) -> float:
+        return 0.5 * (1.0 - math.cos(math.pi * progress))

@@ -177,9 +177,7 @@ class SelfSupervisedMPE(MPESystem):
         A stream takes part when its name or its kind is in ``streams``; empty when none does.
         """
         total, count = None, 0
-        for stream, index in step.groups.items():
-            if stream not in self._selected(step, streams):
-                continue
+        for stream, index in self._selected(step, streams).items():
             value = loss(index)
             self.log(f"train/{stream}/{name}", value, batch_size=len(index))
             total = value * len(index) if total is None else total + value * len(index)
