@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e ".[dev]"
 	# tinysoundfont declares pyaudio (only for live playback), which does not build here.
 	$(PIP) install -q --no-deps "tinysoundfont>=0.3"
+	# museval imports musdb/stempeg, which refuse to import unless ffmpeg and ffprobe are on
+	# PATH: install Debian's ffmpeg if missing (apt-get update only if the install fails).
+	@command -v ffprobe >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  APT="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	  $$APT install -y -q --no-install-recommends ffmpeg || \
+	  { $$APT update -q && $$APT install -y -q --no-install-recommends ffmpeg; }; }
 	@touch $(STAMP)
 
 install: $(STAMP)

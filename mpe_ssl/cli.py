@@ -27,6 +27,7 @@ from mpe_ssl.systems import System
 
 USAGE = f"""usage: mpe-ssl {{fit,validate,test,predict}} --config CONFIG [options]
        mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR
+       mpe-ssl separate AUDIO --score MIDI --keep part=Soprano [--method ae|nmf] [--out DIR]
        mpe-ssl data render [--root DIR] [--seed N] [--train N --val N --test N] [--soundfont PATH]
 
 CONFIG is a YAML file or the name of a shipped config ({', '.join(configs.names())}).
@@ -196,6 +197,10 @@ def _dispatch(argv: list[str]) -> int:
         from mpe_ssl.transcribe import main as transcribe_main
 
         return transcribe_main(argv[1:])
+    if argv[0] == "separate":
+        from mpe_ssl.separate import main as separate_main
+
+        return separate_main(argv[1:])
     if argv[0] == "data":
         if argv[1:2] != ["render"]:
             raise MpeSslError(f"unknown data command {argv[1:2] or ''}; expected 'mpe-ssl data render'")

@@ -17,7 +17,7 @@ LAYERS = [
     ("losses", "metrics"),
     ("systems",),
     ("callbacks",),
-    ("transcribe",),
+    ("transcribe", "separate"),
     ("cli", "demo"),
     ("__main__",),
 ]

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from mpe_ssl.batch import KINDS, tag_item
 from mpe_ssl.data.datasets import RenderedChorales
 from mpe_ssl.data.drums import DrumBank, DrumConfig, load_drums, render_drums
+from mpe_ssl.data.scored import ScoreLabels, ScoredItems
 from mpe_ssl.data.render import DEFAULT_PROGRAMS, SPLITS, RenderConfig, render_dataset
 from mpe_ssl.data.sampling import StreamSampler
 from mpe_ssl.errors import MpeSslError
@@ -111,6 +112,8 @@ class MixedStreamDataModule(LightningDataModule):
             pieces, whose lengths differ).
         num_workers: DataLoader worker processes per dataloader.
         drums: the drum loops of the percussion view (None: none; ``{}``: the default GM loops).
+        score_labels: give chorale items a ``score`` (weak labels of the piece's notes, for
+            :class:`~mpe_ssl.systems.ScoreInformedAE`; see :class:`~mpe_ssl.data.scored.ScoreLabels`).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class MixedStreamDataModule(LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         drums: DrumConfig | None = None,
+        score_labels: ScoreLabels | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["train_streams", "val_streams", "test_streams"])
@@ -167,6 +171,9 @@ class MixedStreamDataModule(LightningDataModule):
         # a YAML `drums: {}` may arrive as a plain dict
         self.drums = DrumConfig(**drums) if isinstance(drums, dict) else drums
         self.drum_bank: DrumBank | None = None
+        self.score_labels = ScoreLabels(**score_labels) if isinstance(score_labels, dict) else score_labels
+        if self.score_labels is not None:
+            self.score_labels.layout(self.render_config.programs)  # a bad range fails here, not in a worker
 
     def _specs(self, split: str) -> list[StreamSpec]:
         return {"train": self.train_specs, "val": self.val_specs, "test": self.test_specs}[split]
@@ -201,6 +208,11 @@ class MixedStreamDataModule(LightningDataModule):
             first_piece=spec.first, max_pieces=spec.count,
         )
 
+    def _scored(self, spec: StreamSpec, dataset: Dataset) -> Dataset:
+        if self.score_labels is None:
+            return dataset
+        return ScoredItems(dataset, self.root, spec.split, self.score_labels, self.render_config.programs, self.hparams.seed)
+
     def setup(self, stage: str | None = None) -> None:
         if self.root is None:  # prepare_data ran on another rank
             self.root = render_dataset(self.render_config, progress=False)
@@ -210,7 +222,7 @@ class MixedStreamDataModule(LightningDataModule):
         for split in ("train", "val", "test"):
             train = split == "train"
             self.datasets[split] = [
-                StreamView(spec.dataset if spec.dataset is not None else self._chorales(spec, train, world_size),
+                StreamView(spec.dataset if spec.dataset is not None else self._scored(spec, self._chorales(spec, train, world_size)),
                            spec.kind, spec.name, hide_labels=train)
                 for spec in self._specs(split)
             ]

@@ -1,6 +1,7 @@
 """Losses: plain functions of tensors, each with its formula in the docstring."""
 
 from mpe_ssl.losses.bce import bce_sum_bins
+from mpe_ssl.losses.divergence import generalized_kl
 from mpe_ssl.losses.energy import (
     energy_loss,
     first_harmonic,
@@ -24,6 +25,7 @@ __all__ = [
     "energy_loss",
     "equivariance_loss",
     "first_harmonic",
+    "generalized_kl",
     "gaussian_blur_targets",
     "harmonic_loss",
     "harmonic_salience",

@@ -7,5 +7,7 @@ from mpe_ssl.metrics.multipitch import (
     salience_to_multipitch,
     track_scores,
 )
+from mpe_ssl.metrics.separation import SeparationMetric, bss_eval
 
 __all__ = ["MultiPitchMetric", "SalienceActivity", "labels_to_multipitch", "salience_to_multipitch", "track_scores"]
+__all__ += ["SeparationMetric", "bss_eval"]

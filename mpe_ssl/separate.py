@@ -1,0 +1,239 @@
+"""Score-informed source separation of one recording: ``mpe-ssl separate AUDIO --score MIDI``.
+
+The recording's magnitude STFT ``V`` and its score's weak labels ``L`` (one onset unit and
+``P - 1`` sustain units per instrument-pitch class, ``±tolerance`` seconds around each note:
+:mod:`mpe_ssl.data.score`) go to one of two models, fitted to this recording alone on the
+full batch, as in Ewert & Sandler (2017):
+
+* ``nmf``: score-informed NMF (:mod:`mpe_ssl.models.nmf`): activations zero outside ``L``,
+  harmonic sustain templates, flat onset templates;
+* ``ae``: the structured autoencoder (:class:`~mpe_ssl.systems.ScoreInformedAE`) trained
+  first with structured dropout, then with the activity penalty.
+
+Each source is a group of notes; its magnitude estimate keeps only its notes' units
+(``L_s``), and the sources share the mixture's STFT by soft masks before the inverse STFT.
+On the command line the group is chosen by ``--keep`` (part, pitch range, note numbers) and
+the output is the kept notes and the rest, as two WAV files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mpe_ssl.atomic import atomic_write
+from mpe_ssl.audio.io import load_audio
+from mpe_ssl.audio.masking import masked_sources
+from mpe_ssl.data.score import KeepRule, Note, UnitLayout, load_score, score_end, weak_labels
+from mpe_ssl.errors import MpeSslError
+from mpe_ssl.grid import SAMPLE_RATE
+from mpe_ssl.models import StructuredAutoencoder, harmonic_templates, score_informed_nmf
+from mpe_ssl.systems.score_informed import ScoreInformedAE, default_frontend
+
+METHODS = ("nmf", "ae")
+
+
+@dataclass
+class SeparationSettings:
+    """How a recording is separated (defaults: the settings of ``docs/separation``).
+
+    ``units_per_class``, ``free_units``, ``tolerance``: the weak labels (P, free units,
+    seconds). NMF: ``nmf_iterations`` multiplicative updates, ``nmf_units_per_class``.
+    AE: ``iterations`` full-batch Adam steps at ``lr``, the first ``dropout_fraction`` of
+    them with structured dropout, the rest with the activity penalty at ``activity_weight``;
+    ``hidden`` units per hidden layer, ``context`` input frames each side,
+    ``nonnegative_synthesis``, ``input_compression`` (the analysis network sees
+    ``log(1 + c V)`` of the mean-normalised ``V``; the paper feeds ``V``).
+    """
+
+    method: str = "ae"
+    tolerance: float = 0.5
+    units_per_class: int = 3
+    free_units: int = 0
+    nmf_units_per_class: int = 2
+    nmf_iterations: int = 100
+    iterations: int = 400
+    dropout_fraction: float = 0.5
+    activity_weight: float = 1.0
+    lr: float = 1e-3
+    hidden: int = 512
+    context: int = 0
+    nonnegative_synthesis: bool = True
+    input_compression: float = 1.0
+    mask_power: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    #: filled by :func:`separate_sources`: seconds, iterations, final loss
+    report: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise MpeSslError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.tolerance < 0:
+            raise MpeSslError(f"tolerance: {self.tolerance} must be >= 0 seconds")
+        for name in ("iterations", "nmf_iterations", "hidden"):
+            if getattr(self, name) < 1:
+                raise MpeSslError(f"{name}: {getattr(self, name)} must be >= 1")
+        if not 0 <= self.dropout_fraction <= 1:
+            raise MpeSslError(f"dropout_fraction: {self.dropout_fraction} must be in [0, 1]")
+
+
+class _OnePiece(Dataset):
+    """The whole recording as one full-batch item, ``steps`` times."""
+
+    def __init__(self, item: dict, steps: int) -> None:
+        self.item, self.steps = item, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int) -> dict:
+        return self.item
+
+
+def source_labels(notes: list[Note], groups: list[np.ndarray], layout: UnitLayout, frames: int,
+                  hop_seconds: float, tolerance: float) -> torch.Tensor:
+    """``(sources, units, frames)``: per group of notes (bool per note) the weak labels of
+    its notes only, free units off."""
+    return torch.stack([
+        weak_labels([n for n, keep in zip(notes, group) if keep], layout, frames, hop_seconds, tolerance, free=False)
+        for group in groups
+    ])
+
+
+def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettings) -> ScoreInformedAE:
+    """A :class:`ScoreInformedAE` trained on one spectrogram ``V (bins, frames)`` and its
+    labels ``L (units, frames)`` for ``settings.iterations`` full-batch steps."""
+    import logging
+    import warnings
+
+    from lightning.pytorch import Trainer
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner per recording
+    warnings.filterwarnings("ignore", message=".*(val_dataloader|LeafSpec|litlogger).*")
+    torch.manual_seed(settings.seed)
+    network = StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, context=settings.context,
+                                    nonnegative_synthesis=settings.nonnegative_synthesis,
+                                    input_compression=settings.input_compression)
+    system = ScoreInformedAE(network, dropout_steps=round(settings.iterations * settings.dropout_fraction),
+                             activity_weight=settings.activity_weight, lr=settings.lr)
+    accelerator = "gpu" if settings.device.startswith("cuda") else "cpu"
+    trainer = Trainer(max_steps=settings.iterations, accelerator=accelerator, devices=1, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0, log_every_n_steps=max(settings.iterations, 1))
+    item = {"features": V, "score": L, "stream": "labelled"}
+    trainer.fit(system, DataLoader(_OnePiece(item, settings.iterations), batch_size=1))
+    settings.report["final_loss"] = float(trainer.callback_metrics.get("train/labelled/loss", float("nan")))
+    return system.eval()
+
+
+def separate_sources(audio: np.ndarray, notes: list[Note], groups: list[np.ndarray],
+                     settings: SeparationSettings | None = None) -> np.ndarray:
+    """Separate a recording into groups of its score's notes.
+
+    Args:
+        audio: ``(samples,)`` mono at the grid's sample rate.
+        notes: the score, aligned (or roughly aligned) to the audio.
+        groups: one bool array per source over ``notes``: the notes of that source.
+        settings: method and its settings (default :class:`SeparationSettings`).
+
+    Returns:
+        ``(sources, samples)`` float32 waveforms that sum to the mixture.
+    """
+    settings = settings or SeparationSettings()
+    settings.check()
+    started = time.perf_counter()
+    device = torch.device(settings.device)
+    stft = default_frontend().to(device)
+    mixture = torch.as_tensor(audio, dtype=torch.float32, device=device)
+    V = stft.magnitude(mixture.reshape(1, -1))[0]
+    frames, hop_seconds = V.shape[-1], stft.hop_length / stft.sample_rate
+    P = settings.units_per_class if settings.method == "ae" else settings.nmf_units_per_class
+    layout = UnitLayout.from_notes(notes, units_per_class=P, free_units=settings.free_units)
+    L = weak_labels(notes, layout, frames, hop_seconds, settings.tolerance).to(device)
+    per_source = source_labels(notes, groups, layout, frames, hop_seconds, settings.tolerance).to(device)
+    if settings.method == "nmf":
+        W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
+                                seed=settings.seed)
+        W, H = score_informed_nmf(V, L, W0.to(device), settings.nmf_iterations, seed=settings.seed)
+        estimates = torch.stack([W @ (H * labels) for labels in per_source])
+    else:
+        system = fit_autoencoder(V, L, settings).to(device)
+        estimates = system.source_magnitudes(V, per_source)
+    sources = masked_sources(mixture, estimates, stft, settings.mask_power)
+    settings.report["seconds"] = time.perf_counter() - started
+    return sources.cpu().numpy()
+
+
+# ----------------------------------------------------------------- command line
+
+def check_score_fits(notes: list[Note], seconds: float, score_path: str, tolerance: float) -> None:
+    """One-line error when the score cannot belong to a recording of ``seconds``."""
+    end = score_end(notes)
+    if end > seconds + max(tolerance, 1.0):
+        raise MpeSslError(f"{score_path}: the score ends at {end:.1f} s, after the audio's {seconds:.1f} s; "
+                          "is it the score of this recording?")
+    if end < 0.5 * seconds:
+        raise MpeSslError(f"{score_path}: the score covers {end:.1f} s of the audio's {seconds:.1f} s; "
+                          "is it the score of this recording?")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mpe-ssl separate",
+        description="Separate a group of notes out of a recording, given its score (MIDI).",
+        epilog="Writes OUT/NAME.kept.wav (the kept notes) and OUT/NAME.rest.wav (everything else), "
+               f"mono at {SAMPLE_RATE} Hz; the two sum to the (resampled, mono) input.",
+    )
+    parser.add_argument("audio", help="the recording (any format soundfile reads; any rate, any channels)")
+    parser.add_argument("--score", required=True, help="its score: a MIDI file (or a rendered piece's notes.csv)")
+    parser.add_argument("--keep", action="append", default=[], required=True, metavar="KEY=VALUE",
+                        help="notes to keep: part=Soprano,Alto | part=0,1 | pitch=60-72 | pitch=C4-C5 | "
+                             "notes=0-10,15; repeat to require several")
+    parser.add_argument("--method", choices=METHODS, default="ae", help="structured autoencoder or NMF (default ae)")
+    parser.add_argument("--out", default="separated", help="output folder (default ./separated)")
+    parser.add_argument("--tolerance", type=float, default=0.5, help="score timing tolerance in seconds (default 0.5)")
+    parser.add_argument("--iterations", type=int, default=None, help="training steps (default: the method's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rule = KeepRule.parse(args.keep)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise MpeSslError(f"--out {out}: exists and is not a folder")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise MpeSslError(f"--device {args.device}: no CUDA device is available here")
+    settings = SeparationSettings(method=args.method, tolerance=args.tolerance, device=args.device)
+    if args.iterations is not None:
+        setattr(settings, "iterations" if args.method == "ae" else "nmf_iterations", args.iterations)
+    settings.check()
+    notes = load_score(args.score)
+    kept = rule.select(notes)
+    audio = load_audio(args.audio)
+    check_score_fits(notes, len(audio) / SAMPLE_RATE, args.score, args.tolerance)
+    sources = separate_sources(audio, notes, [kept, ~kept], settings)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(args.audio).stem
+    for label, source in zip(("kept", "rest"), sources):
+        path = out / f"{name}.{label}.wav"
+        atomic_write(path, lambda tmp, s=source: sf.write(tmp, s, SAMPLE_RATE, format="WAV", subtype="FLOAT"))
+        print(path)
+    print(f"{int(kept.sum())} of {len(notes)} notes kept; {settings.method} in {settings.report['seconds']:.1f} s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""ScoreInformedAE: the two stages, the stage switch, projection, checkpoints, bad scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader
+
+from mpe_ssl.callbacks import ActivityPenaltySwitch
+from mpe_ssl.data.render import load_manifest
+from mpe_ssl.data.score import UnitLayout, crop_notes, notes_from_csv, weak_labels
+from mpe_ssl.errors import MpeSslError
+from mpe_ssl.models import StructuredAutoencoder
+from mpe_ssl.separate import _OnePiece
+from mpe_ssl.systems import ScoreInformedAE, load_system
+from mpe_ssl.systems.score_informed import activity_outside, default_frontend
+
+SECONDS = 6.0
+
+
+@pytest.fixture(scope="module")
+def piece(rendered_root):
+    """A rendered chorale's first seconds: its magnitude STFT and its score's weak labels."""
+    entry = next(e for e in load_manifest(rendered_root)["pieces"] if e["split"] == "test")
+    folder = rendered_root / "test" / entry["id"]
+    mix, sr = sf.read(folder / "mix.wav", dtype="float32")
+    mix = mix[: int(SECONDS * sr)]
+    notes = crop_notes(notes_from_csv(folder / "notes.csv"), 0.0, SECONDS)
+    stft = default_frontend()
+    V = stft.magnitude(torch.from_numpy(mix)[None])[0]
+    layout = UnitLayout.from_notes(notes, units_per_class=3)
+    L = weak_labels(notes, layout, V.shape[-1], stft.hop_length / stft.sample_rate, 0.5)
+    return {"mix": mix, "V": V, "L": L, "layout": layout}
+
+
+def _system(piece, **kwargs) -> ScoreInformedAE:
+    torch.manual_seed(0)
+    network = StructuredAutoencoder(piece["V"].shape[0], piece["L"].shape[0], hidden=64, nonnegative_synthesis=True)
+    return ScoreInformedAE(network, **{"lr": 1e-3, **kwargs})
+
+
+def _fit(system, piece, steps, callbacks=()):
+    trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=list(callbacks))
+    item = {"features": piece["V"], "score": piece["L"], "stream": "labelled"}
+    trainer.fit(system, DataLoader(_OnePiece(item, steps), batch_size=1))
+    return trainer
+
+
+def _objective(system, piece):
+    with torch.no_grad():
+        V = system.spectrogram({"features": piece["V"][None]})
+        out, R = system.network(V, piece["L"][None])
+        return float(out.sub(V).abs().mean()), float(activity_outside(R, piece["L"][None]))
+
+
+def test_dropout_then_penalty_at_the_configured_step_and_the_penalty_switches_units_off(piece):
+    system = _system(piece, dropout_steps=30, activity_weight=10.0)
+    _fit(system, piece, 30)
+    assert system.stage == "dropout"
+    leak_after_dropout = _objective(system, piece)[1]
+    assert leak_after_dropout > 0  # nothing told the units outside L to be silent
+    _fit(system, piece, 60)  # a new fit counts from 0: 30 more dropout steps, then 30 penalty steps
+    assert system.stage == "penalty"
+    assert _objective(system, piece)[1] < 0.5 * leak_after_dropout
+    weights = [m.weight for m in system.network.synthesis if isinstance(m, torch.nn.Linear)]
+    assert all((w >= 0).all() for w in weights)
+
+
+def test_the_dropout_stage_lowers_the_reconstruction_divergence(piece):
+    system = _system(piece, dropout_steps=None)
+    from mpe_ssl.losses import generalized_kl
+
+    def divergence():
+        with torch.no_grad():
+            V = system.spectrogram({"features": piece["V"][None]})
+            return float(generalized_kl(V, system.network(V, piece["L"][None])[0]))
+
+    before = divergence()
+    _fit(system, piece, 40)
+    assert system.stage == "dropout" and divergence() < 0.7 * before
+
+
+def test_callback_switches_when_the_dropout_loss_stops_falling(piece):
+    frozen = _system(piece, lr=1e-12)  # the loss cannot move: switch after window + 1 steps
+    switch = ActivityPenaltySwitch(window=5, tolerance=0.01)
+    _fit(frozen, piece, 12, [switch])
+    assert frozen.stage == "penalty" and switch.switched_at == 6
+    learning = _system(piece, lr=1e-3)
+    switch = ActivityPenaltySwitch(window=5, tolerance=0.01, min_steps=8)
+    _fit(learning, piece, 8, [switch])
+    assert learning.stage == "dropout" and switch.switched_at is None
+
+
+def test_the_stage_travels_in_the_checkpoint(piece, tmp_path):
+    system = _system(piece, dropout_steps=2)
+    trainer = _fit(system, piece, 3)
+    trainer.save_checkpoint(tmp_path / "ae.ckpt")
+    loaded = load_system(str(tmp_path / "ae.ckpt"))
+    assert isinstance(loaded, ScoreInformedAE) and loaded.stage == "penalty"
+    for a, b in zip(loaded.network.parameters(), system.network.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_a_score_that_does_not_fit_is_a_one_line_error(piece):
+    system = _system(piece)
+    with pytest.raises(MpeSslError, match=r"score: shape .* does not match") as error:
+        system.training_loss({"labelled": {"features": piece["V"][None], "score": piece["L"][None, :, :-1]}})
+    assert "\n" not in str(error.value)
+    with pytest.raises(MpeSslError, match="stage"):
+        _system(piece, stage="refine")
+
+
+def test_source_magnitudes_keep_only_each_sources_units(piece):
+    system = _system(piece, dropout_steps=None)
+    _fit(system, piece, 20)
+    L = piece["L"]
+    nothing = torch.zeros_like(L)
+    estimates = system.source_magnitudes(piece["V"], torch.stack([L, nothing]))
+    assert estimates.shape == (2, *piece["V"].shape)
+    assert estimates[1].abs().max() == 0  # no unit: nothing beyond f(0), which is removed
+    assert estimates[0].sum() > 0
