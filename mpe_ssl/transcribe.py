@@ -1,15 +1,20 @@
-"""Transcribe audio files with a trained system: multi-pitch text and MIDI per file.
+"""Transcribe audio files with a trained system: multi-pitch frames, notes and MIDI per file.
 
 For each input ``<name>.<ext>`` it writes, atomically (temporary file + rename):
 - ``<name>.multipitch.txt``: mir_eval's multi-pitch text format, one frame per line,
   the time in seconds then the active frequencies in Hz, tab-separated;
-- ``<name>.mid``: the same frames as MIDI notes (runs of active frames of one semitone).
+- ``<name>.notes.csv``: the notes of the note tracker (:func:`mpe_ssl.notes.track_notes`),
+  a header then a line per note: onset_s, offset_s, pitch_midi (fractional), velocity
+  (1-127), confidence;
+- ``<name>.mid``: the same notes as MIDI (pitch rounded to a semitone);
+- with ``--salience-png``, ``<name>.salience.png``: the salience-gram with the notes outlined.
 
 Inputs that share a ``<name>`` (``clip.wav``, ``clip.flac``) are written under their full
 file names instead (``clip.wav.multipitch.txt``, ...); two inputs with the same file name are
 refused. A folder input stands for the audio files directly inside it. Frames quieter than
 ``--silence-db`` get no notes. The arguments and the output folder are checked before the
-model is loaded.
+model is loaded; a file that cannot be transcribed gets a one-line error and the others go
+on. A progress bar over the files goes to stderr when it is a terminal.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from tqdm import tqdm
 
 from mpe_ssl.audio.io import load_audio
 from mpe_ssl.audio.silence import gate_silence
@@ -31,16 +37,22 @@ from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import write_transcription
 from mpe_ssl.grid import SAMPLE_RATE, num_frames
 from mpe_ssl.metrics.multipitch import salience_to_multipitch
+from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, track_notes
 from mpe_ssl.systems import MPESystem, load_system
 
 #: The end of ``--help`` (``{extensions}``: those a folder input stands for).
 EPILOG = """\
-For each input NAME.EXT it writes OUT/NAME.multipitch.txt (mir_eval's multi-pitch
-text: a line per frame, the time in s then the active frequencies in Hz) and
-OUT/NAME.mid. Inputs that share a NAME (clip.wav, clip.flac) are written under
-their full file names instead (OUT/clip.wav.multipitch.txt, ...); two inputs with
-the same file name are refused. A folder stands for the audio files directly
-inside it, in sorted order: {extensions}."""
+For each input NAME.EXT it writes into OUT:
+  NAME.multipitch.txt  mir_eval's multi-pitch text: a line per frame, the time in s
+                       then the active frequencies in Hz
+  NAME.notes.csv       the tracked notes: onset_s, offset_s, pitch_midi (fractional),
+                       velocity (1-127), confidence
+  NAME.mid             the same notes as MIDI
+  NAME.salience.png    with --salience-png: the salience-gram, notes outlined
+Inputs that share a NAME (clip.wav, clip.flac) are written under their full file
+names instead (OUT/clip.wav.multipitch.txt, ...); two inputs with the same file name
+are refused. A folder stands for the audio files directly inside it, in sorted
+order: {extensions}."""
 
 #: Frames of context each side of a chunk: more than the model's receptive field in time.
 CONTEXT_FRAMES = 64
@@ -88,19 +100,29 @@ def transcribe_file(
     threshold: float | None = None,
     name: str | None = None,
     silence_db: float = SILENCE_DB,
+    onset_threshold: float = ONSET_THRESHOLD,
+    min_note_ms: float = MIN_NOTE_MS,
+    salience_png: bool = False,
 ) -> list[Path]:
     """Transcribe one file into ``out_dir``; returns the paths written.
 
     Args:
+        threshold: salience threshold of the peak picking, of frames and of notes alike
+            (default: the system's).
         name: the outputs' name (default: the file name without its extension).
         silence_db: frames whose level (RMS around the frame, dBFS) is below it get zero
             salience before peak picking, so no notes; ``-inf`` turns the gate off.
+        onset_threshold, min_note_ms: of the note tracker (:func:`mpe_ssl.notes.track_notes`).
+        salience_png: also draw ``<name>.salience.png``.
     """
     audio = load_audio(audio_path)
     salience = transcribe_audio(system, audio)
     salience = gate_silence(salience, audio, silence_db)
-    multipitch = salience_to_multipitch(salience, system.hparams.threshold if threshold is None else threshold)
-    return write_transcription(out_dir, audio_path.stem if name is None else name, multipitch)
+    threshold = system.hparams.threshold if threshold is None else threshold
+    multipitch = salience_to_multipitch(salience, threshold)
+    notes = track_notes(salience, threshold, onset_threshold, min_note_ms)
+    return write_transcription(out_dir, audio_path.stem if name is None else name, multipitch, notes,
+                               salience if salience_png else None)
 
 
 def audio_extensions() -> list[str]:
@@ -218,6 +240,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--silence-db", type=float, default=SILENCE_DB, metavar="DB",
                         help="frames whose level (RMS around the frame, dBFS) is below DB get no notes "
                              f"(default: {SILENCE_DB:g}; --silence-db=-inf turns this off)")
+    parser.add_argument("--onset-threshold", type=float, default=ONSET_THRESHOLD, metavar="T",
+                        help="salience that a note must reach at least once, in (0, 1) "
+                             f"(default: {ONSET_THRESHOLD:g})")
+    parser.add_argument("--min-note-ms", type=float, default=MIN_NOTE_MS, metavar="MS",
+                        help=f"shortest note kept, in ms, at least 0 (default: {MIN_NOTE_MS:g}, about 5 frames)")
+    parser.add_argument("--salience-png", action="store_true",
+                        help="also write NAME.salience.png: the salience-gram with the notes outlined")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device of the model: cpu, cuda, cuda:1, ... (default here: %(default)s)")
     args = parser.parse_args(argv)
@@ -225,6 +254,10 @@ def main(argv: list[str]) -> int:
         raise MpeSslError(f"--threshold {args.threshold:g}: must be in (0, 1)")
     if math.isnan(args.silence_db) or args.silence_db > 0:
         raise MpeSslError(f"--silence-db {args.silence_db:g}: must be a level in dBFS, at most 0")
+    if not 0 < args.onset_threshold < 1:
+        raise MpeSslError(f"--onset-threshold {args.onset_threshold:g}: must be in (0, 1)")
+    if not (math.isfinite(args.min_note_ms) and args.min_note_ms >= 0):
+        raise MpeSslError(f"--min-note-ms {args.min_note_ms:g}: must be a duration in ms, at least 0")
     device = check_device(args.device)
     inputs = expand_inputs(args.audio)
     names = output_names(inputs)
@@ -233,11 +266,14 @@ def main(argv: list[str]) -> int:
     if not isinstance(system, MPESystem):
         raise MpeSslError(f"{args.ckpt}: a {type(system).__name__} checkpoint, not a multi-pitch system (MPESystem)")
     failures = 0
-    for path, name in zip(inputs, names):
+    # tqdm.write prints above the bar (which is only drawn when stderr is a terminal)
+    for path, name in tqdm(list(zip(inputs, names)), desc="transcribe", unit="file", file=sys.stderr,
+                           disable=None, dynamic_ncols=True):
         try:
-            written = transcribe_file(system, path, args.out, args.threshold, name, args.silence_db)
-            print(f"{path} -> {', '.join(str(p) for p in written)}")
+            written = transcribe_file(system, path, args.out, args.threshold, name, args.silence_db,
+                                      args.onset_threshold, args.min_note_ms, args.salience_png)
+            tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}", file=sys.stdout)
         except MpeSslError as error:
             failures += 1
-            print(f"error: {error}", file=sys.stderr)
+            tqdm.write(f"error: {error}", file=sys.stderr)
     return 1 if failures else 0

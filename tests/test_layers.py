@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mpe_ssl"
 #: the floors, lowest first; a module may import its own floor and the ones below
 LAYERS = [
     ("errors", "grid", "atomic", "distributed", "configs", "runs"),
-    ("batch", "formats"),
+    ("batch", "formats", "notes"),
     ("audio",),
     ("data",),
     ("transforms", "models"),

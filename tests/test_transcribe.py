@@ -46,7 +46,7 @@ def test_bad_files_get_one_line_errors_and_the_rest_are_transcribed(tmp_path, ti
     assert len(errors) == 3
     for name, line in zip(("missing.wav", "empty.wav", "corrupt.wav"), errors):
         assert name in line
-    assert (out / "good.multipitch.txt").is_file() and (out / "good.mid").is_file()
+    assert all((out / f"good{ext}").is_file() for ext in (".multipitch.txt", ".mid", ".notes.csv"))
     assert not (out / "empty.multipitch.txt").exists()
 
 
@@ -101,9 +101,9 @@ def test_inputs_sharing_a_stem_are_named_after_their_full_file_names(tmp_path, t
     assert status == 0
     names = ["clip.flac", "clip.mp3", "clip.wav", "song"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}.multipitch.txt" for n in names] + [f"{n}.mid" for n in names])
+        f"{n}{ext}" for n in names for ext in (".multipitch.txt", ".mid", ".notes.csv"))
     for path, name in zip(inputs, names):  # which input went where
-        assert f"{path} -> {out / name}.multipitch.txt, {out / name}.mid" in lines
+        assert f"{path} -> {out / name}.multipitch.txt, {out / name}.mid, {out / name}.notes.csv" in lines
 
 
 def test_inputs_with_the_same_file_name_are_refused_before_any_work(tmp_path, monkeypatch, capsys):
@@ -266,7 +266,7 @@ def test_a_folder_input_transcribes_the_audio_files_inside_it(tmp_path, tiny_che
     assert status == 0 and not errors
     assert [line.split(" -> ")[0] for line in lines] == [str(folder / n) for n in ("a.wav", "b.flac", "c.ogg")]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"{n}{ext}" for n in "abc" for ext in (".multipitch.txt", ".mid"))
+        f"{n}{ext}" for n in "abc" for ext in (".multipitch.txt", ".mid", ".notes.csv"))
 
 
 def test_a_folder_without_audio_files_is_a_one_line_error(tmp_path, monkeypatch, capsys):

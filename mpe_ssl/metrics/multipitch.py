@@ -18,6 +18,7 @@ from torchmetrics import Metric
 
 from mpe_ssl.formats import Multipitch
 from mpe_ssl.grid import bin_to_midi, frame_times, midi_to_hz
+from mpe_ssl.notes import peak_mask
 
 
 PITCH_MODES = ("semitone", "bin")
@@ -42,8 +43,7 @@ def salience_to_multipitch(salience: np.ndarray | torch.Tensor, threshold: float
         raise ValueError(f"pitch: {pitch!r} is not one of {PITCH_MODES}")
     if isinstance(salience, torch.Tensor):
         salience = salience.detach().float().cpu().numpy()
-    padded = np.pad(salience, ((1, 1), (0, 0)), constant_values=-np.inf)
-    peaks = (salience > padded[:-2]) & (salience >= padded[2:]) & (salience >= threshold)
+    peaks = peak_mask(salience, threshold)
     midi = bin_to_midi(np.arange(salience.shape[0], dtype=np.float64))
     pitches = np.rint(midi) if pitch == "semitone" else midi
     frequencies = []
