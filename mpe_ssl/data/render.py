@@ -1,6 +1,7 @@
 """Render the Bach chorales with SoundFont instruments: ``mpe-ssl data render``.
 
-Each part of each chorale is played by a General MIDI program drawn from a pool, through
+Each part of each chorale is played by a General MIDI program drawn from a pool (or one
+fixed per part name, ``part_programs``, e.g. a voice-like soprano for MAJL), through
 ``tinysoundfont`` at the grid's sample rate, one synthesiser per part so that every part
 has its own stem. Everything random (the split, the programs, the part gains, the tempo)
 comes from the config's seed, so the same config gives bit-identical audio and labels.
@@ -59,6 +60,9 @@ from mpe_ssl.formats import Multipitch, load_multipitch, write_multipitch
 RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
 #: the off-grid pitch options; at these values a render is in tune, as before they existed
 OFF_GRID_DEFAULTS = {"transpose": 0, "detune_cents": 0.0, "detune_per_note": False}
+#: options added after caches existed: at these values they are left out of the cache key,
+#: so a config that does not use them keeps the hash (and cache) it had before they existed
+KEY_OMITTED_AT_DEFAULT = {**OFF_GRID_DEFAULTS, "part_programs": None}
 MANIFEST_LOCK = ".manifest.lock"
 _READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 SPLITS = ("train", "val", "test")
@@ -114,6 +118,10 @@ class RenderConfig:
     transpose: int = 0  # per-piece random transposition, whole semitones in [-transpose, transpose]
     detune_cents: float = 0.0  # per-part (or per-note) random detuning in [-detune_cents, detune_cents]
     detune_per_note: bool = False  # draw the detuning per note instead of per part
+    # part name -> fixed GM program (0-based), e.g. {"Soprano": 53} ("Voice Oohs") for a
+    # voice-like melody; the other parts draw from ``programs`` as usual. A piece without
+    # such a part ignores the entry.
+    part_programs: dict[str, int] | None = None
 
     def validate(self) -> None:
         if self.sample_rate != grid.SAMPLE_RATE:
@@ -150,6 +158,15 @@ class RenderConfig:
             raise MpeSslError(f"transpose: {self.transpose!r} must be a whole number of semitones >= 0")
         if not 0 <= self.detune_cents <= 100:
             raise MpeSslError(f"detune_cents: {self.detune_cents!r} must be in [0, 100]")
+        if self.part_programs is not None:
+            if not isinstance(self.part_programs, dict):
+                raise MpeSslError(f"part_programs: {self.part_programs!r} is not a mapping of part name to program")
+            for part, program in self.part_programs.items():
+                if not isinstance(part, str) or not part:
+                    raise MpeSslError(f"part_programs: {part!r} is not a part name")
+                if not (isinstance(program, (int, np.integer)) and not isinstance(program, bool)
+                        and 0 <= program <= 127):
+                    raise MpeSslError(f"part_programs: {part}={program!r} is not a General MIDI program 0-127")
         soundfont_path(self)
 
     def render_key(self) -> dict:
@@ -159,10 +176,11 @@ class RenderConfig:
         key["gain_db"] = [float(v) for v in self.gain_db]
         key["tempo_factor"] = [float(v) for v in self.tempo_factor]
         key["splits"] = [float(v) for v in self.splits]
+        key["part_programs"] = {str(k): int(v) for k, v in sorted((self.part_programs or {}).items())} or None
         key["soundfont_sha1"] = file_sha1(soundfont_path(self))
         key["hop_length"] = grid.HOP_LENGTH
         key["render_version"] = RENDER_VERSION
-        for name, default in OFF_GRID_DEFAULTS.items():  # in tune: the same key (and cache) as before
+        for name, default in KEY_OMITTED_AT_DEFAULT.items():  # in tune etc.: the same key (and cache) as before
             if key[name] == default:
                 del key[name]
         return key
@@ -253,7 +271,7 @@ def check_programs(config: RenderConfig) -> None:
     """Raise :class:`MpeSslError` naming any program the SoundFont lacks."""
     path = soundfont_path(config)
     synth, sfid = load_soundfont(path)
-    for program in config.programs:
+    for program in (*config.programs, *(config.part_programs or {}).values()):
         if synth.sfpreset_name(sfid, 0, int(program)) is None:
             raise MpeSslError(f"{path}: has no preset for General MIDI program {program} (bank 0)")
 
@@ -355,6 +373,18 @@ def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
             part_events.append((on, off, note.pitch + transpose + offset))
         pitches = {int(round(pitch)) for _, _, pitch in part_events}
         candidates = [p for p in config.programs if pitches <= program_keys(config, p)]
+        fixed = (config.part_programs or {}).get(part)
+        if fixed is not None:
+            if not pitches <= program_keys(config, fixed):
+                raise MpeSslError(
+                    f"chorale {chorale.piece_id}, part {part}: part_programs' program {fixed} does not "
+                    f"sound over its pitch range {min(pitches)}-{max(pitches)}"
+                )
+            if candidates:  # drawn and overridden: the rest of the plan draws as without it
+                rng.integers(len(candidates))
+            programs.append(int(fixed))
+            events.append(part_events)
+            continue
         if not candidates:
             raise MpeSslError(
                 f"chorale {chorale.piece_id}, part {part}: no program of the pool {list(config.programs)} "
@@ -907,6 +937,14 @@ def _float_list(n: int):
     return parse
 
 
+def _part_program(text: str) -> tuple[str, int]:
+    part, _, program = text.partition("=")
+    try:
+        return part.strip(), int(program)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PART=PROGRAM (e.g. Soprano=53)") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = RenderConfig()
     p = argparse.ArgumentParser(
@@ -933,6 +971,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detune each part by a random amount in [-CENTS, CENTS] (CENTS default 50), in the "
                         "audio and in the labels (fractional MIDI, Hz)")
     p.add_argument("--detune-per-note", action="store_true", help="draw the detuning per note, not per part")
+    p.add_argument("--part-program", type=_part_program, action="append", default=None, metavar="PART=PROGRAM",
+                   help="play PART (e.g. Soprano) with a fixed GM program, 0-based (e.g. Soprano=53, Voice Oohs); "
+                        "repeatable; the other parts draw from the pool")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -953,6 +994,7 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
         transpose=args.transpose,
         detune_cents=args.detune,
         detune_per_note=args.detune_per_note,
+        part_programs=dict(args.part_program) if args.part_program else None,
     )
 
 

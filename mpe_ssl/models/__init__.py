@@ -7,3 +7,6 @@ from mpe_ssl.models.timbre_trap import TimbreTrapAE
 
 __all__ = ["StructuredAutoencoder", "TimbreTrapAE", "context_frames", "harmonic_templates", "score_informed_nmf"]
 __all__ += ["CREPE", "decode_pitch", "frame_audio", "gaussian_targets"]
+from mpe_ssl.models.separator import ResUNetSeparator
+
+__all__ += ["ResUNetSeparator"]

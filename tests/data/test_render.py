@@ -346,3 +346,40 @@ def test_off_grid_options_change_the_cache_key_and_in_tune_renders_keep_theirs()
     assert (config.detune_cents, config.transpose, config.detune_per_note) == (50.0, 2, True)
     with pytest.raises(MpeSslError, match="detune_cents"):
         R.RenderConfig(detune_cents=150).validate()
+
+
+def test_part_programs_change_the_cache_key_only_when_used():
+    default = R.RenderConfig()
+    assert "part_programs" not in default.render_key()  # caches made before the option stay valid
+    assert R.RenderConfig(part_programs={}).config_hash() == default.config_hash()
+    soprano = R.RenderConfig(part_programs={"Soprano": 53})
+    assert soprano.render_key()["part_programs"] == {"Soprano": 53}
+    assert soprano.config_hash() != default.config_hash()
+    assert R.RenderConfig(part_programs={"Soprano": 52}).config_hash() != soprano.config_hash()
+    args = ["--part-program", "Soprano=53", "--part-program", "Bass=32"]
+    config = R.config_from_args(R.build_parser().parse_args(args))
+    assert config.part_programs == {"Soprano": 53, "Bass": 32}
+    assert R.config_from_args(R.build_parser().parse_args([])).config_hash() == default.config_hash()
+    for bad in ({"Soprano": 128}, {"Soprano": "53"}, {"": 53}, [("Soprano", 53)]):
+        with pytest.raises(MpeSslError, match="part_programs"):
+            R.RenderConfig(part_programs=bad).validate()
+
+
+def test_a_part_program_plays_that_part_and_the_others_draw_as_before(tmp_path):
+    counts = {"train": 1, "val": 0, "test": 0}
+    root = R.render_dataset(R.RenderConfig(seed=0, part_programs={"Soprano": 53}, counts=counts),
+                            root=tmp_path / "voice", progress=False)
+    piece = R.load_manifest(root)["pieces"][0]
+    meta = json.loads((root / piece["meta"]).read_text())
+    programs = dict(zip(meta["parts"], meta["programs"]))
+    assert programs.pop("Soprano") == 53  # GM 54 "Voice Oohs", 0-based
+    assert set(programs.values()) <= set(R.DEFAULT_PROGRAMS) and len(set(programs.values())) == len(programs)
+    rows = R.read_notes(root / piece["notes"])
+    assert {r["program"] for r in rows if r["part"] == "Soprano"} == {53}
+    assert all(r["program"] == programs[r["part"]] for r in rows if r["part"] != "Soprano")
+    # The fixed part's draw is made and overridden: tempo and gains are those of the plain render.
+    chorale = chorales.load_chorale(piece["id"])
+    plain = R.plan_piece(chorale, R.RenderConfig(seed=0))
+    assert (meta["tempo_factor"], meta["gains_db"]) == (plain["tempo_factor"], plain["gains_db"])
+    soprano, _ = sf.read(str(root / piece["stems"]["Soprano"]), dtype="float32")
+    assert np.sqrt(np.mean(soprano**2)) > 0.01
