@@ -7,7 +7,9 @@ Tasks (each piece cut to its first ``--excerpt`` seconds):
 Scores: exact, or deliberately misaligned by a random smooth time warp of ``--warps``
 seconds at most (``mpe_ssl.data.score.warp_notes``), the same warp for every method.
 Methods (``mpe_ssl.separate.SeparationSettings``): ``nmf``, ``ae`` (free synthesis weights),
-``ae_nonneg`` (non-negative synthesis), ``ae_nonneg_ctx`` (+ 2 context frames each side).
+``ae_nonneg`` (non-negative synthesis), ``ae_nonneg_ctx`` (+ 2 context frames each side),
+``ae_pretrained`` (not in the paper: the per-piece fit starts from a model trained over the
+train split's piano chorales, ``mpe-ssl fit --config separation``, given by ``--pretrained``).
 Metric: museval BSSEval v4 (1 s windows, median over windows), per source SDR and
 NSDR = SDR - SDR of the mixture as the estimate; a piece's NSDR is the mean over its sources.
 
@@ -39,6 +41,8 @@ METHODS = {
     "ae": {"method": "ae", "nonnegative_synthesis": False},
     "ae_nonneg": {"method": "ae", "nonnegative_synthesis": True},
     "ae_nonneg_ctx": {"method": "ae", "nonnegative_synthesis": True, "context": 2},
+    # fine-tuned per piece from a model trained over the train split (--pretrained CKPT)
+    "ae_pretrained": {"method": "ae"},
 }
 
 
@@ -90,6 +94,8 @@ def run_one(job: tuple) -> dict:
 
     piece, method, warp, overrides, threads = job
     torch.set_num_threads(threads)
+    if method == "ae_pretrained" and not overrides.get("pretrained"):
+        raise SystemExit("ae_pretrained needs --pretrained CKPT")
     notes = warp_notes(piece["notes"], warp, seed=piece["seed"]) if warp else piece["notes"]
     groups = [np.array([n.part in parts for n in notes]) for parts in piece["members"]]
     settings = SeparationSettings(**{**METHODS[method], **overrides})
@@ -114,7 +120,9 @@ def grid(args) -> None:
         pieces = load_pieces(task, args.split, args.pieces, args.excerpt)
         for piece in pieces:
             piece["seed"] = stable_seed(piece["id"])
-        jobs = [(p, m, w, json.loads(args.overrides), args.threads) for w in args.warps for m in args.methods for p in pieces]
+        overrides = {**json.loads(args.overrides), **({"pretrained": args.pretrained} if args.pretrained else {})}
+        jobs = [(p, m, w, overrides if m == "ae_pretrained" else json.loads(args.overrides), args.threads)
+                for w in args.warps for m in args.methods for p in pieces]
         started = time.perf_counter()
         with get_context("spawn").Pool(args.workers) as pool:
             for row in pool.imap_unordered(run_one, jobs):
@@ -254,6 +262,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--warps", nargs="+", type=float, default=[0.0, 0.2, 0.5])
     parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields for every AE/NMF run")
+    parser.add_argument("--pretrained", default=None, help="checkpoint of `mpe-ssl fit --config separation` for ae_pretrained")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--tag", default="")

@@ -37,6 +37,7 @@ from mpe_ssl.data.score import KeepRule, Note, UnitLayout, load_score, score_end
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import SAMPLE_RATE
 from mpe_ssl.models import StructuredAutoencoder, harmonic_templates, score_informed_nmf
+from mpe_ssl.systems import load_system
 from mpe_ssl.systems.score_informed import ScoreInformedAE, default_frontend
 
 METHODS = ("nmf", "ae")
@@ -70,6 +71,9 @@ class SeparationSettings:
     nonnegative_synthesis: bool = True
     input_compression: float = 1.0
     mask_power: float = 1.0
+    #: AE only: start from this ScoreInformedAE checkpoint (trained over a dataset with
+    #: ``mpe-ssl fit --config separation``) and use its units' layout; None: from scratch
+    pretrained: str | None = None
     seed: int = 0
     device: str = "cpu"
     #: filled by :func:`separate_sources`: seconds, iterations, final loss
@@ -110,9 +114,19 @@ def source_labels(notes: list[Note], groups: list[np.ndarray], layout: UnitLayou
     ])
 
 
-def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettings) -> ScoreInformedAE:
+def load_pretrained(path: str) -> ScoreInformedAE:
+    """A dataset-trained :class:`ScoreInformedAE` with its unit layout (one-line errors)."""
+    system = load_system(path)
+    if not isinstance(system, ScoreInformedAE) or system.layout is None:
+        raise MpeSslError(f"{path}: not a score-informed autoencoder trained over a dataset (no unit layout)")
+    return system
+
+
+def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettings,
+                    start: ScoreInformedAE | None = None) -> ScoreInformedAE:
     """A :class:`ScoreInformedAE` trained on one spectrogram ``V (bins, frames)`` and its
-    labels ``L (units, frames)`` for ``settings.iterations`` full-batch steps."""
+    labels ``L (units, frames)`` for ``settings.iterations`` full-batch steps, from scratch
+    or from ``start``'s network (fine-tuning; the stage starts again at ``dropout``)."""
     import logging
     import warnings
 
@@ -121,9 +135,12 @@ def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettin
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no banner per recording
     warnings.filterwarnings("ignore", message=".*(val_dataloader|LeafSpec|litlogger).*")
     torch.manual_seed(settings.seed)
-    network = StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, context=settings.context,
-                                    nonnegative_synthesis=settings.nonnegative_synthesis,
-                                    input_compression=settings.input_compression)
+    if start is not None:
+        network = start.network.train()
+    else:
+        network = StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, context=settings.context,
+                                        nonnegative_synthesis=settings.nonnegative_synthesis,
+                                        input_compression=settings.input_compression)
     system = ScoreInformedAE(network, dropout_steps=round(settings.iterations * settings.dropout_fraction),
                              activity_weight=settings.activity_weight, lr=settings.lr)
     accelerator = "gpu" if settings.device.startswith("cuda") else "cpu"
@@ -157,8 +174,10 @@ def separate_sources(audio: np.ndarray, notes: list[Note], groups: list[np.ndarr
     mixture = torch.as_tensor(audio, dtype=torch.float32, device=device)
     V = stft.magnitude(mixture.reshape(1, -1))[0]
     frames, hop_seconds = V.shape[-1], stft.hop_length / stft.sample_rate
+    start = load_pretrained(settings.pretrained) if settings.method == "ae" and settings.pretrained else None
     P = settings.units_per_class if settings.method == "ae" else settings.nmf_units_per_class
-    layout = UnitLayout.from_notes(notes, units_per_class=P, free_units=settings.free_units)
+    layout = start.layout if start is not None else UnitLayout.from_notes(notes, units_per_class=P,
+                                                                          free_units=settings.free_units)
     L = weak_labels(notes, layout, frames, hop_seconds, settings.tolerance).to(device)
     per_source = source_labels(notes, groups, layout, frames, hop_seconds, settings.tolerance).to(device)
     if settings.method == "nmf":
@@ -167,7 +186,7 @@ def separate_sources(audio: np.ndarray, notes: list[Note], groups: list[np.ndarr
         W, H = score_informed_nmf(V, L, W0.to(device), settings.nmf_iterations, seed=settings.seed)
         estimates = torch.stack([W @ (H * labels) for labels in per_source])
     else:
-        system = fit_autoencoder(V, L, settings).to(device)
+        system = fit_autoencoder(V, L, settings, start).to(device)
         estimates = system.source_magnitudes(V, per_source)
     sources = masked_sources(mixture, estimates, stft, settings.mask_power)
     settings.report["seconds"] = time.perf_counter() - started
@@ -203,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="separated", help="output folder (default ./separated)")
     parser.add_argument("--tolerance", type=float, default=0.5, help="score timing tolerance in seconds (default 0.5)")
     parser.add_argument("--iterations", type=int, default=None, help="training steps (default: the method's)")
+    parser.add_argument("--pretrained", default=None, metavar="CKPT",
+                        help="ae: start from a model trained over a dataset (mpe-ssl fit --config separation)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     return parser
 
@@ -215,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         raise MpeSslError(f"--out {out}: exists and is not a folder")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MpeSslError(f"--device {args.device}: no CUDA device is available here")
-    settings = SeparationSettings(method=args.method, tolerance=args.tolerance, device=args.device)
+    settings = SeparationSettings(method=args.method, tolerance=args.tolerance, device=args.device,
+                                  pretrained=args.pretrained)
     if args.iterations is not None:
         setattr(settings, "iterations" if args.method == "ae" else "nmf_iterations", args.iterations)
     settings.check()

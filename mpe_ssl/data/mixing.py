@@ -208,6 +208,11 @@ class MixedStreamDataModule(LightningDataModule):
             first_piece=spec.first, max_pieces=spec.count,
         )
 
+    @property
+    def score_layout(self):
+        """The unit layout of the items' ``score`` (None without ``score_labels``)."""
+        return None if self.score_labels is None else self.score_labels.layout(self.render_config.programs)
+
     def _scored(self, spec: StreamSpec, dataset: Dataset) -> Dataset:
         if self.score_labels is None:
             return dataset

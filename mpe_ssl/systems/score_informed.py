@@ -34,6 +34,7 @@ from torchmetrics import MeanMetric, Metric
 
 from mpe_ssl.audio.stft import STFT
 from mpe_ssl.batch import KINDS
+from mpe_ssl.data.score import UnitLayout
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.losses import generalized_kl
 from mpe_ssl.models import StructuredAutoencoder
@@ -109,6 +110,21 @@ class ScoreInformedAE(System):
         if self.frontend.n_bins != network.n_bins:
             raise MpeSslError(f"network.n_bins: {network.n_bins} is not the frontend's {self.frontend.n_bins} bins")
         self.stage = stage
+        #: the units' classes, from the datamodule (``score_layout``) or a checkpoint; a
+        #: model trained over a dataset carries it so that one recording can reuse its units
+        self.layout: UnitLayout | None = None
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        layout = getattr(datamodule, "score_layout", None)
+        if layout is not None:
+            if layout.n_units != self.network.n_units:
+                raise MpeSslError(
+                    f"network.n_units: {self.network.n_units} is not the {layout.n_units} units of the data's "
+                    f"score_labels ({len(layout.classes)} classes x {layout.units_per_class} + {layout.free_units} free)"
+                )
+            self.layout = layout
 
     # ------------------------------------------------------------- inputs
     def spectrogram(self, batch: Mapping) -> Tensor:
@@ -204,6 +220,14 @@ class ScoreInformedAE(System):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["score_informed_stage"] = self.stage
+        if self.layout is not None:
+            checkpoint["score_layout"] = {"classes": [list(c) for c in self.layout.classes],
+                                          "units_per_class": self.layout.units_per_class,
+                                          "free_units": self.layout.free_units}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.stage = checkpoint.get("score_informed_stage", self.stage)
+        layout = checkpoint.get("score_layout")
+        if layout is not None:
+            self.layout = UnitLayout(tuple(tuple(c) for c in layout["classes"]), layout["units_per_class"],
+                                     layout["free_units"])

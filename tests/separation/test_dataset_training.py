@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
+
 import pytest
 import torch
 import yaml
@@ -13,6 +15,8 @@ from mpe_ssl.cli import main
 from mpe_ssl.data.render import RenderConfig, render_dataset
 from mpe_ssl.data.scored import ScoreLabels, ScoredItems
 from mpe_ssl.data.datasets import RenderedChorales
+from mpe_ssl.data.score import notes_from_csv
+from mpe_ssl.separate import SeparationSettings, load_pretrained, separate_sources
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,16 @@ def test_fits_over_a_dataset_from_the_shipped_config(piano_root, tmp_path):
     assert len(divergence) == 2 and all(d > 0 for d in divergence) and all(0 <= v <= 1 for v in leak)
     stages = [float(r["train/penalty_stage"]) for r in rows if r.get("train/penalty_stage")]
     assert stages and stages[-1] == 1.0
+    # the checkpoint carries the units' layout: one recording can start from this model
+    checkpoint = str(next((tmp_path / "run").rglob("last.ckpt")))
+    start = load_pretrained(checkpoint)
+    assert start.layout.n_units == 156 and start.layout.classes[0] == (0, 33)
+    entry = RenderedChorales(piano_root, "val", excerpt_seconds=3.0, random_excerpts=False)[0]
+    notes = [n for n in notes_from_csv(piano_root / "val" / entry["track"] / "notes.csv") if n.onset < 2.5]
+    audio = entry["audio"].numpy()
+    upper = np.array([n.part in ("Soprano", "Alto") for n in notes])
+    sources = separate_sources(audio, notes, [upper, ~upper], SeparationSettings(pretrained=checkpoint, iterations=3))
+    assert sources.shape == (2, len(audio)) and np.allclose(sources.sum(0), audio, atol=1e-4)
 
 
 def test_a_network_that_does_not_fit_the_layout_is_one_line(piano_root, tmp_path, capsys):
@@ -76,4 +90,5 @@ def test_a_network_that_does_not_fit_the_layout_is_one_line(piano_root, tmp_path
     path.write_text(yaml.safe_dump(config))
     assert main(["fit", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert "score: shape" in err[-1] and "155 units" in err[-1]
+    assert err[-1] == ("error: network.n_units: 155 is not the 156 units of the data's score_labels "
+                       "(52 classes x 3 + 0 free)")
