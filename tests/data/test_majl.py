@@ -28,12 +28,7 @@ def voice_root(tmp_path_factory):
     return render_dataset(config, root=tmp_path_factory.mktemp("majl") / "voice", progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _whole(root, **kwargs) -> MAJLChorales:

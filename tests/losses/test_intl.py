@@ -11,13 +11,7 @@ import torch.nn.functional as F
 from mpe_ssl.losses.intl import IterNorm, _newton_whitening, intl_loss, intl_trace_loss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small matrices run faster on one thread, and the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ill_conditioned(n: int = 512, d: int = 64, seed: int = 0) -> torch.Tensor:

@@ -13,13 +13,7 @@ from mpe_ssl.models import ResUNetSeparator
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions: one thread is as fast, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _all_pass(model: ResUNetSeparator) -> ResUNetSeparator:
