@@ -52,6 +52,61 @@ def note_targets(notes: np.ndarray, start_sample: int, num_samples: int) -> torc
     return targets
 
 
+# ---------------------------------------------------------------------- excerpts of rendered pieces
+# Shared by every dataset over a rendered root (RenderedChorales, data.majl.MAJLChorales): excerpt
+# positions are counted in hops of the dataset's own grid (``hop`` samples at the render's rate).
+
+def even_excerpt_starts(lengths: np.ndarray, size: int, hop: int, per_piece: int | None) -> list[tuple[int, int]]:
+    """``[(piece, start hop)]``: per piece ``per_piece`` (default: as many as fit end to end, at
+    least 1) evenly spaced excerpts of ``size`` samples, from the first to the last start
+    within the piece."""
+    index = []
+    for i, n in enumerate(lengths):
+        count = per_piece if per_piece is not None else max(1, int(n // size))
+        last = max(int(n) - size, 0) // hop  # last start hop within the piece
+        index += [(i, int(s)) for s in np.linspace(0, last, max(1, int(count))).round().astype(np.int64)]
+    return index
+
+
+def random_excerpt_weights(lengths: np.ndarray, size: int, hop: int) -> tuple[np.ndarray, torch.Tensor]:
+    """``(last start hop per piece, piece weights)``: start hops ``0 .. last``; a piece is
+    drawn in proportion to its number of start positions."""
+    last_start = np.maximum(lengths - size, 0) // hop
+    weights = (last_start + 1).astype(np.float64)
+    return last_start, torch.from_numpy(weights / weights.sum())
+
+
+def draw_excerpt(seed: int, item: int, piece_weights: torch.Tensor, last_start: np.ndarray) -> tuple[int, int]:
+    """``(piece, start hop)`` of random excerpt ``item``: a function of ``(seed, item)`` alone.
+
+    Any index >= 0 is an excerpt (a sampler may number them across epochs), so the
+    excerpts of a step depend on nothing but the indices the sampler hands out: DDP
+    ranks (disjoint indices), DataLoader workers and a resumed fit all see the same
+    excerpt for the same index.
+    """
+    entropy = [int(seed), int(item)]
+    state = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]) % (2**63)
+    g = torch.Generator().manual_seed(state)
+    i = int(torch.multinomial(piece_weights, 1, generator=g))
+    return i, int(torch.randint(0, int(last_start[i]) + 1, (1,), generator=g))
+
+
+def check_rendered_wav(path: Path, num_samples: int, size: int | None = None) -> None:
+    """Fail loudly on a damaged rendered WAV (never read it as zero-padded silence): its
+    length, and its size in bytes if the manifest records one, must be the manifest's."""
+    try:
+        actual_size = path.stat().st_size
+        frames = sf.info(str(path)).frames
+    except (OSError, RuntimeError) as error:  # soundfile.LibsndfileError is a RuntimeError
+        detail = " ".join(str(getattr(error, "strerror", None) or error).split())
+        raise MpeSslError(f"{path}: damaged or missing ({detail}); re-run mpe-ssl data render to repair it") from None
+    if frames != int(num_samples) or (size is not None and actual_size != size):
+        raise MpeSslError(
+            f"{path}: damaged ({frames} samples, {actual_size} bytes; the manifest says {num_samples} samples"
+            f"{'' if size is None else f', {size} bytes'}); re-run mpe-ssl data render to repair it"
+        )
+
+
 class RenderedChorales(Dataset):
     """Excerpts (or whole pieces) of one split of a rendered chorale root.
 
@@ -132,47 +187,25 @@ class RenderedChorales(Dataset):
                     f"({split} {int(first_piece)}..{int(first_piece) + len(self.pieces)}, the longest "
                     f"{self.lengths.max() / grid.SAMPLE_RATE:.1f} s), so every excerpt would be zero-padded"
                 )
-            self.index = self._even_excerpts(excerpts_per_piece)
+            self.index = [(i, start * hop) for i, start in
+                          even_excerpt_starts(self.lengths, self.excerpt_samples, hop, excerpts_per_piece)]
             if not self.random and items_per_epoch is not None and items_per_epoch < len(self.index):
                 pick = np.linspace(0, len(self.index) - 1, int(items_per_epoch)).round().astype(int)
                 self.index = [self.index[i] for i in pick]
         self.length = int(items_per_epoch) if (self.random and items_per_epoch) else len(self.index)
         if self.random:
-            # Start frames 0 .. last; a piece is drawn in proportion to its start positions.
-            self.last_start_frame = np.maximum(self.lengths - self.excerpt_samples, 0) // hop
-            weights = (self.last_start_frame + 1).astype(np.float64)
-            self.piece_weights = torch.from_numpy(weights / weights.sum())
+            self.last_start_frame, self.piece_weights = random_excerpt_weights(self.lengths, self.excerpt_samples, hop)
         self._notes: dict[int, np.ndarray] = {}
         self._audio: dict[int, np.ndarray] = {}
         self._checked: set[int] = set()  # pieces whose mix.wav passed _check in this process
-
-    # ------------------------------------------------------------------ index
-    def _even_excerpts(self, per_piece: int | None) -> list[tuple[int, int]]:
-        hop, size = grid.HOP_LENGTH, self.excerpt_samples
-        index = []
-        for i, n in enumerate(self.lengths):
-            count = per_piece if per_piece is not None else max(1, int(n // size))
-            last = max(int(n) - size, 0) // hop  # last start frame within the piece
-            starts = np.linspace(0, last, max(1, int(count))).round().astype(np.int64) * hop
-            index += [(i, int(s)) for s in starts]
-        return index
 
     def __len__(self) -> int:
         return self.length
 
     def _draw(self, item: int) -> tuple[int, int]:
-        """Piece and start sample of random excerpt ``item``: a function of ``(seed, item)`` alone.
-
-        Any index >= 0 is an excerpt (a sampler may number them across epochs), so the
-        excerpts of a step depend on nothing but the indices the sampler hands out: DDP
-        ranks (disjoint indices), DataLoader workers and a resumed fit all see the same
-        excerpt for the same index.
-        """
-        entropy = [self.seed, int(item)]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]) % (2**63)
-        g = torch.Generator().manual_seed(seed)
-        i = int(torch.multinomial(self.piece_weights, 1, generator=g))
-        return i, grid.HOP_LENGTH * int(torch.randint(0, int(self.last_start_frame[i]) + 1, (1,), generator=g))
+        """Piece and start sample of random excerpt ``item`` (:func:`draw_excerpt`)."""
+        i, start = draw_excerpt(self.seed, item, self.piece_weights, self.last_start_frame)
+        return i, grid.HOP_LENGTH * start
 
     # ------------------------------------------------------------------ loading
     def notes(self, i: int) -> np.ndarray:
@@ -182,21 +215,9 @@ class RenderedChorales(Dataset):
         return self._notes[i]
 
     def _check(self, i: int, path: Path) -> None:
-        """Fail loudly on a damaged mix.wav (never read it as zero-padded silence): its
-        size (if the manifest records it) and its length must be what the manifest says."""
+        """Fail loudly on a damaged mix.wav (:func:`check_rendered_wav`)."""
         piece = self.pieces[i]
-        expected = (piece.get("files") or {}).get("mix.wav", {}).get("size")
-        try:
-            size = path.stat().st_size
-            frames = sf.info(str(path)).frames
-        except (OSError, RuntimeError) as error:  # soundfile.LibsndfileError is a RuntimeError
-            detail = " ".join(str(getattr(error, "strerror", None) or error).split())
-            raise MpeSslError(f"{path}: damaged or missing ({detail}); re-run mpe-ssl data render to repair it") from None
-        if frames != int(piece["num_samples"]) or (expected is not None and size != expected):
-            raise MpeSslError(
-                f"{path}: damaged ({frames} samples, {size} bytes; the manifest says {piece['num_samples']} samples"
-                f"{'' if expected is None else f', {expected} bytes'}); re-run mpe-ssl data render to repair it"
-            )
+        check_rendered_wav(path, piece["num_samples"], (piece.get("files") or {}).get("mix.wav", {}).get("size"))
         self._checked.add(i)
 
     def _read(self, i: int, start: int, size: int | None) -> np.ndarray:

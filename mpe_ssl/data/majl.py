@@ -48,6 +48,7 @@ from scipy.signal import resample_poly
 from torch.utils.data import Dataset
 
 from mpe_ssl import grid
+from mpe_ssl.data.datasets import check_rendered_wav, draw_excerpt, even_excerpt_starts, random_excerpt_weights
 from mpe_ssl.data.render import SPLITS, load_manifest, read_notes
 from mpe_ssl.errors import MpeSslError
 
@@ -200,18 +201,12 @@ class MAJLChorales(Dataset):
                     f"excerpt_seconds: {excerpt_seconds} is longer than every piece "
                     f"(the longest {self.lengths.max() / grid.SAMPLE_RATE:.1f} s)"
                 )
-            self.index = []
-            for i, n in enumerate(self.lengths):
-                count = excerpts_per_piece if excerpts_per_piece is not None else max(1, int(n // size))
-                last = max(int(n) - size, 0) // SOURCE_HOP
-                self.index += [(i, int(s)) for s in np.linspace(0, last, max(1, int(count))).round().astype(np.int64)]
+            self.index = even_excerpt_starts(self.lengths, size, SOURCE_HOP, excerpts_per_piece)
             if not self.random and items_per_epoch is not None and items_per_epoch < len(self.index):
                 pick = np.linspace(0, len(self.index) - 1, int(items_per_epoch)).round().astype(int)
                 self.index = [self.index[i] for i in pick]
             if self.random:
-                self.last_start_frame = np.maximum(self.lengths - size, 0) // SOURCE_HOP
-                weights = (self.last_start_frame + 1).astype(np.float64)
-                self.piece_weights = torch.from_numpy(weights / weights.sum())
+                self.last_start_frame, self.piece_weights = random_excerpt_weights(self.lengths, size, SOURCE_HOP)
         self.length = int(items_per_epoch) if (self.random and items_per_epoch) else len(self.index)
         self._f0: dict[int, np.ndarray] = {}
         self._audio: dict[tuple[int, str], np.ndarray] = {}
@@ -223,14 +218,6 @@ class MAJLChorales(Dataset):
     def piece_bucket(self, i: int) -> str:
         """The bucket of piece ``i`` of :attr:`pieces`."""
         return self.buckets[self.pieces[i]["id"]]
-
-    def _draw(self, item: int) -> tuple[int, int]:
-        """Piece and start frame of random excerpt ``item``: a function of ``(seed, item)`` alone."""
-        entropy = [self.seed, int(item)]
-        seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0]) % (2**63)
-        g = torch.Generator().manual_seed(seed)
-        i = int(torch.multinomial(self.piece_weights, 1, generator=g))
-        return i, int(torch.randint(0, int(self.last_start_frame[i]) + 1, (1,), generator=g))
 
     # ------------------------------------------------------------------ loading
     def f0(self, i: int) -> np.ndarray:
@@ -247,24 +234,12 @@ class MAJLChorales(Dataset):
         piece = self.pieces[i]
         return self.root / (piece["mix"] if which == "mix" else piece["stems"][self.target])
 
-    def _check(self, i: int, which: str, path: Path) -> None:
-        """Fail loudly on a damaged or missing WAV (never read it as silence)."""
-        try:
-            frames = sf.info(str(path)).frames
-        except (OSError, RuntimeError) as error:  # soundfile.LibsndfileError is a RuntimeError
-            detail = " ".join(str(getattr(error, "strerror", None) or error).split())
-            raise MpeSslError(f"{path}: damaged or missing ({detail}); "
-                              "re-run mpe-ssl data render to repair it") from None
-        if frames != int(self.lengths[i]):
-            raise MpeSslError(f"{path}: damaged ({frames} samples, the manifest says {self.lengths[i]}); "
-                              "re-run mpe-ssl data render to repair it")
-        self._checked.add((i, which))
-
     def _read(self, i: int, which: str, start: int, stop: int) -> np.ndarray:
         """Samples ``start .. stop`` (22050 Hz) of the mix or the target stem, zeros outside the piece."""
         path = self._path(i, which)
         if (i, which) not in self._checked:
-            self._check(i, which, path)
+            check_rendered_wav(path, int(self.lengths[i]))  # never read a damaged WAV as silence
+            self._checked.add((i, which))
         n = int(self.lengths[i])
         a, b = min(max(start, 0), n), min(max(stop, 0), n)
         if self.cache_audio:
@@ -295,7 +270,7 @@ class MAJLChorales(Dataset):
         if item < 0 or (not self.random and item >= self.length):
             raise IndexError(item)
         if self.random:
-            i, start_frame = self._draw(item)
+            i, start_frame = draw_excerpt(self.seed, item, self.piece_weights, self.last_start_frame)
         else:
             i, start_frame = self.index[item]
         frames = self.excerpt_frames
