@@ -32,12 +32,10 @@ import torch
 from tqdm import tqdm
 
 from mpe_ssl.audio.io import load_audio
-from mpe_ssl.audio.silence import gate_silence
+from mpe_ssl.callbacks.transcription import write_salience
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.formats import write_transcription
 from mpe_ssl.grid import SAMPLE_RATE, num_frames
-from mpe_ssl.metrics.multipitch import salience_to_multipitch
-from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, track_notes
+from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD
 from mpe_ssl.systems import MPESystem, load_system
 
 #: The end of ``--help`` (``{extensions}``: those a folder input stands for).
@@ -116,13 +114,10 @@ def transcribe_file(
         salience_png: also draw ``<name>.salience.png``.
     """
     audio = load_audio(audio_path)
-    salience = transcribe_audio(system, audio)
-    salience = gate_silence(salience, audio, silence_db)
-    threshold = system.hparams.threshold if threshold is None else threshold
-    multipitch = salience_to_multipitch(salience, threshold)
-    notes = track_notes(salience, threshold, onset_threshold, min_note_ms)
-    return write_transcription(out_dir, audio_path.stem if name is None else name, multipitch, notes,
-                               salience if salience_png else None)
+    return write_salience(out_dir, audio_path.stem if name is None else name, transcribe_audio(system, audio), audio,
+                          threshold=system.hparams.threshold if threshold is None else threshold,
+                          silence_db=silence_db, onset_threshold=onset_threshold, min_note_ms=min_note_ms,
+                          salience_png=salience_png)
 
 
 def audio_extensions() -> list[str]:

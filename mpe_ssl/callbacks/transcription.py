@@ -15,9 +15,23 @@ from mpe_ssl.metrics.multipitch import salience_to_multipitch
 from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, track_notes
 
 
+def write_salience(folder: str | os.PathLike, name: str, salience: torch.Tensor, audio=None, *,
+                   threshold: float, silence_db: float, onset_threshold: float = ONSET_THRESHOLD,
+                   min_note_ms: float = MIN_NOTE_MS, salience_png: bool = False) -> list[Path]:
+    """A salience-gram's transcription files (:func:`mpe_ssl.formats.write_transcription`):
+    frames quieter than ``silence_db`` in ``audio (samples,)`` (when given) zeroed, then the
+    peaks above ``threshold`` as multi-pitch frames and the tracked notes. The one path from
+    salience to files of ``mpe-ssl transcribe`` and of :class:`TranscriptionWriter`."""
+    if audio is not None:
+        salience = gate_silence(salience, audio, silence_db)
+    notes = track_notes(salience, threshold, onset_threshold, min_note_ms)
+    return write_transcription(folder, name, salience_to_multipitch(salience, threshold), notes,
+                               salience if salience_png else None)
+
+
 class TranscriptionWriter(BasePredictionWriter):
     """Writes per predicted item what ``mpe-ssl transcribe`` writes per file, through the same
-    :func:`mpe_ssl.formats.write_transcription`: ``<track>.multipitch.txt`` (mir_eval's
+    :func:`write_salience`: ``<track>.multipitch.txt`` (mir_eval's
     format), ``<track>.notes.csv`` and ``<track>.mid`` (the notes of
     :func:`mpe_ssl.notes.track_notes`) and, with ``salience_png``, ``<track>.salience.png``.
 
@@ -51,8 +65,7 @@ class TranscriptionWriter(BasePredictionWriter):
         starts = batch.get("start_frame", [0] * len(prediction))
         for index, (salience, track, start) in enumerate(zip(prediction, batch["track"], starts)):
             name = str(track) if int(start) == 0 else f"{track}_from{int(start)}"
-            if "audio" in batch:
-                salience = gate_silence(salience, batch["audio"][index].float().cpu().numpy(), self.silence_db)
-            notes = track_notes(salience, threshold, self.onset_threshold, self.min_note_ms)
-            write_transcription(self.output_dir, name, salience_to_multipitch(salience, threshold), notes,
-                                salience if self.salience_png else None)
+            audio = batch["audio"][index].float().cpu().numpy() if "audio" in batch else None
+            write_salience(self.output_dir, name, salience, audio, threshold=threshold, silence_db=self.silence_db,
+                           onset_threshold=self.onset_threshold, min_note_ms=self.min_note_ms,
+                           salience_png=self.salience_png)
