@@ -213,23 +213,12 @@ def speed(args) -> None:
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             self.curve.append(float(trainer.callback_metrics["train/labelled/objective"]))
 
-    original = separate.ScoreInformedAE
     for name, fraction, steps in (("dropout_first", 0.5, args.speed_steps), ("penalty_only", 0.0, args.speed_steps * args.speed_factor)):
         curve: list[float] = []
-
-        class Tracked(original):
-            def __init__(self, *a, **k):
-                super().__init__(*a, **{**k, "track_objective": True})
-
-            def configure_callbacks(self):
-                return [Record(curve)]
-
-        separate.ScoreInformedAE = Tracked
         settings = replace(separate.SeparationSettings(), iterations=steps, dropout_fraction=fraction)
         started = time.perf_counter()
-        separate.fit_autoencoder(V, L, settings)
+        separate.fit_autoencoder(V, L, settings, callbacks=[Record(curve)], track_objective=True)
         curves[name] = {"objective": curve, "seconds": time.perf_counter() - started}
-        separate.ScoreInformedAE = original
         print(f"{name}: {steps} steps, final objective {curve[-1]:.4f}, {curves[name]['seconds']:.0f} s", flush=True)
     target = curves["dropout_first"]["objective"][-1]
     reach = {name: next((i + 1 for i, v in enumerate(c["objective"]) if v <= target), None) for name, c in curves.items()}

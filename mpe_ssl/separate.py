@@ -123,10 +123,12 @@ def load_pretrained(path: str) -> ScoreInformedAE:
 
 
 def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettings,
-                    start: ScoreInformedAE | None = None) -> ScoreInformedAE:
+                    start: ScoreInformedAE | None = None, callbacks: list | tuple = (),
+                    track_objective: bool = False) -> ScoreInformedAE:
     """A :class:`ScoreInformedAE` trained on one spectrogram ``V (bins, frames)`` and its
     labels ``L (units, frames)`` for ``settings.iterations`` full-batch steps, from scratch
-    or from ``start``'s network (fine-tuning; the stage starts again at ``dropout``)."""
+    or from ``start``'s network (fine-tuning; the stage starts again at ``dropout``).
+    ``callbacks`` go to the Trainer; ``track_objective``: see :class:`ScoreInformedAE`."""
     import logging
     import warnings
 
@@ -142,11 +144,12 @@ def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettin
                                         nonnegative_synthesis=settings.nonnegative_synthesis,
                                         input_compression=settings.input_compression)
     system = ScoreInformedAE(network, dropout_steps=round(settings.iterations * settings.dropout_fraction),
-                             activity_weight=settings.activity_weight, lr=settings.lr)
+                             activity_weight=settings.activity_weight, lr=settings.lr, track_objective=track_objective)
     accelerator = "gpu" if settings.device.startswith("cuda") else "cpu"
     trainer = Trainer(max_steps=settings.iterations, accelerator=accelerator, devices=1, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      num_sanity_val_steps=0, log_every_n_steps=max(settings.iterations, 1))
+                      num_sanity_val_steps=0, log_every_n_steps=max(settings.iterations, 1),
+                      callbacks=list(callbacks))
     item = {"features": V, "score": L, "stream": "labelled"}
     trainer.fit(system, DataLoader(_OnePiece(item, settings.iterations), batch_size=1))
     settings.report["final_loss"] = float(trainer.callback_metrics.get("train/labelled/loss", float("nan")))

@@ -206,9 +206,7 @@ class ScoreInformedAE(System):
             source_labels: ``(sources, units, frames)``: per source the weak labels of its
                 notes only.
         """
-        V = spectrogram.unsqueeze(0)
-        if self.hparams.normalize:
-            V = V / V.mean().clamp_min(1e-8)
+        V = self.spectrogram({"features": spectrogram.unsqueeze(0)})
         representation = self.network.encode(V)
         estimates = self.network.decode(representation * source_labels.to(V))
         if self.hparams.subtract_baseline:
