@@ -1,18 +1,14 @@
 """The melody metric: mir_eval.melody's numbers, NaN-free means, and exact DDP reduction."""
 
-import os
-import socket
-import tempfile
 import warnings
 
 import mir_eval
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mpe_ssl.metrics import MelodyMetric, melody_scores
+from tests.metrics.ddp import SPLITS, scores_on_two_ranks
 
 PERIOD = 0.01  # seconds per frame
 KEYS = {"voicing_recall": "Voicing Recall", "voicing_false_alarm": "Voicing False Alarm",
@@ -126,31 +122,12 @@ def test_an_empty_metric_is_nan_and_bad_shapes_are_refused():
         MelodyMetric().update(torch.zeros(1, 10), torch.zeros(1, 10), 0.0)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-#: items per rank: uneven, and a rank that gets none
-SPLITS = {"three_one": (3, 1), "four_none": (4, 0)}
-
-
-def _ddp_worker(rank: int, world: int, port: int, tracks, result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        est, ref = tracks
-        results = {}
-        for name, split in SPLITS.items():
-            start = sum(split[:rank])
-            metric = MelodyMetric()
-            for item in range(start, start + split[rank]):  # one track per update, as at batch size 1
-                metric.update(est[item : item + 1], ref[item : item + 1], PERIOD)
-            results[name] = {key: value.item() for key, value in metric.compute().items()}
-        torch.save(results, os.path.join(result_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _shard_scores(start: int, stop: int, tracks) -> dict[str, float]:
+    est, ref = tracks
+    metric = MelodyMetric()
+    for item in range(start, stop):  # one track per update, as at batch size 1
+        metric.update(est[item : item + 1], ref[item : item + 1], PERIOD)
+    return {key: value.item() for key, value in metric.compute().items()}
 
 
 def test_ddp_reduction_equals_one_process_over_all_items_exactly():
@@ -159,9 +136,7 @@ def test_ddp_reduction_equals_one_process_over_all_items_exactly():
     single.update(*tracks, PERIOD)
     expected = {key: value.item() for key, value in single.compute().items()}
     assert all(np.isfinite(value) for value in expected.values())
-    with tempfile.TemporaryDirectory() as result_dir:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), tracks, result_dir), nprocs=2, join=True)
-        results = [torch.load(os.path.join(result_dir, f"{rank}.pt")) for rank in range(2)]
+    results = scores_on_two_ranks(_shard_scores, tracks)
     for rank in range(2):
         for name in SPLITS:
             assert results[rank][name] == expected, (rank, name)

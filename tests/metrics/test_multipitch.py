@@ -1,7 +1,6 @@
 """The multi-pitch metric agrees with mir_eval and reduces exactly across DDP ranks."""
 
 import os
-import socket
 import tempfile
 
 import mir_eval
@@ -13,6 +12,7 @@ import torch.multiprocessing as mp
 
 from mpe_ssl.grid import N_BINS, frame_times, midi_to_bin, midi_to_hz
 from mpe_ssl.metrics import MultiPitchMetric, salience_to_multipitch
+from tests.metrics.ddp import free_port
 
 N_FRAMES = 40
 
@@ -88,12 +88,6 @@ def test_blank_prediction_scores_zero_recall():
     assert scores["recall"].item() == 0.0 and scores["f1"].item() == 0.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ddp_worker(rank: int, world: int, port: int, tracks, result_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -111,7 +105,7 @@ def test_metric_reduces_over_ddp_ranks_as_one_process_over_all_tracks():
     tracks = [_hand_made_track(rng) for _ in range(3)]
     expected = np.mean([_mir_eval_scores(r, e) for r, e in tracks], axis=0)
     with tempfile.TemporaryDirectory() as result_dir:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), tracks, result_dir), nprocs=2, join=True)
+        mp.spawn(_ddp_worker, args=(2, free_port(), tracks, result_dir), nprocs=2, join=True)
         results = [torch.load(os.path.join(result_dir, f"{rank}.pt")) for rank in range(2)]
     for scores in results:
         assert scores["f1"] == pytest.approx(expected[2], abs=1e-6)

@@ -1,20 +1,16 @@
 """BSSEval v4 through museval: known answers on synthetic sources, NSDR, and exact DDP reduction."""
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
 import scipy.signal
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from mpe_ssl.metrics import SeparationMetric, bss_eval
+from tests.metrics.ddp import SPLITS, scores_on_two_ranks
 
 SR = 22050
 
@@ -150,32 +146,12 @@ def test_metric_is_the_mean_of_bss_eval_over_items_and_sources():
     assert "nsdr" not in without.compute()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-#: items per rank: uneven, and a rank that gets none
-SPLITS = {"three_one": (3, 1), "four_none": (4, 0)}
-
-
-def _ddp_worker(rank: int, world: int, port: int, batch, result_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        estimates, references, mixtures = batch
-        results = {}
-        for name, split in SPLITS.items():
-            start = sum(split[:rank])
-            mine = slice(start, start + split[rank])
-            metric = SeparationMetric(SR)
-            for item in range(mine.start, mine.stop):  # one track per update, as at batch size 1
-                metric.update(estimates[item : item + 1], references[item : item + 1], mixtures[item : item + 1])
-            results[name] = {key: value.item() for key, value in metric.compute().items()}
-        torch.save(results, os.path.join(result_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _shard_scores(start: int, stop: int, batch) -> dict[str, float]:
+    estimates, references, mixtures = batch
+    metric = SeparationMetric(SR)
+    for item in range(start, stop):  # one track per update, as at batch size 1
+        metric.update(estimates[item : item + 1], references[item : item + 1], mixtures[item : item + 1])
+    return {key: value.item() for key, value in metric.compute().items()}
 
 
 def test_ddp_reduction_equals_one_process_over_all_items_exactly():
@@ -183,9 +159,7 @@ def test_ddp_reduction_equals_one_process_over_all_items_exactly():
     single = SeparationMetric(SR)
     single.update(*batch)
     expected = {key: value.item() for key, value in single.compute().items()}
-    with tempfile.TemporaryDirectory() as result_dir:
-        mp.spawn(_ddp_worker, args=(2, _free_port(), batch, result_dir), nprocs=2, join=True)
-        results = [torch.load(os.path.join(result_dir, f"{rank}.pt")) for rank in range(2)]
+    results = scores_on_two_ranks(_shard_scores, batch)
     assert set(expected) >= {"sdr", "sir", "sar", "nsdr", "sdr/0", "sdr/1", "nsdr/1"}
     for rank in range(2):
         for name in SPLITS:
