@@ -5,10 +5,13 @@ reads one split of it as torch items; :class:`MixedStreamDataModule` serves labe
 pseudo-labelled and unlabelled streams of it (or of any dataset) to the systems.
 """
 
+from mpe_ssl.data.augmented import Augmentation, AugmentedChorales
 from mpe_ssl.data.datasets import RenderedChorales, load_notes, note_targets
 from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.data.render import (
     DEFAULT_PROGRAMS,
+    HELD_OUT_PROGRAMS,
+    TRAINING_PROGRAMS,
     RenderConfig,
     load_manifest,
     load_multipitch,
@@ -19,7 +22,11 @@ from mpe_ssl.data.render import (
 )
 
 __all__ = [
+    "Augmentation",
+    "AugmentedChorales",
     "DEFAULT_PROGRAMS",
+    "HELD_OUT_PROGRAMS",
+    "TRAINING_PROGRAMS",
     "MixedStreamDataModule",
     "StreamSpec",
     "RenderConfig",

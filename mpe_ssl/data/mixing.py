@@ -244,8 +244,9 @@ class MixedStreamDataModule(LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         loaders = {}
         for spec, dataset in zip(self.train_specs, self.datasets["train"]):
-            sampler = StreamSampler(dataset, world, rank, skip=trained * spec.batch_size,
-                                    across_epochs=spec.dataset is None)
+            # random draws numbered on across epochs: chorale streams and datasets that say so
+            across = spec.dataset is None or getattr(spec.dataset, "draws_by_index", False)
+            sampler = StreamSampler(dataset, world, rank, skip=trained * spec.batch_size, across_epochs=across)
             loaders[spec.name] = DataLoader(
                 dataset, batch_size=spec.batch_size, sampler=sampler, num_workers=self.hparams.num_workers,
                 persistent_workers=self.hparams.num_workers > 0, drop_last=True,

@@ -62,7 +62,7 @@ RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
 OFF_GRID_DEFAULTS = {"transpose": 0, "detune_cents": 0.0, "detune_per_note": False}
 #: options added after caches existed: at these values they are left out of the cache key,
 #: so a config that does not use them keeps the hash (and cache) it had before they existed
-KEY_OMITTED_AT_DEFAULT = {**OFF_GRID_DEFAULTS, "part_programs": None}
+KEY_OMITTED_AT_DEFAULT = {**OFF_GRID_DEFAULTS, "part_programs": None, "split_seed": None}
 MANIFEST_LOCK = ".manifest.lock"
 _READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 SPLITS = ("train", "val", "test")
@@ -84,6 +84,44 @@ DEFAULT_PROGRAMS: tuple[int, ...] = (
     0,  # acoustic grand piano
     20,  # reed organ (GM 16 and 19 add a 16' rank: the octave below the key is as loud as it)
     24,  # acoustic guitar (nylon)
+)
+
+# The broad pool of the shipped transcription model (experiments/transcriber.yaml): the
+# default pool and more pitched programs of TimGM6mb.sf2 from every family but the organs
+# with a 16' rank (GM 16-19) and the held-out pool below.
+TRAINING_PROGRAMS: tuple[int, ...] = DEFAULT_PROGRAMS + (
+    1,  # bright acoustic piano
+    4,  # electric piano 1
+    12,  # marimba
+    25,  # acoustic guitar (steel)
+    27,  # electric guitar (clean)
+    32,  # acoustic bass
+    43,  # contrabass
+    46,  # orchestral harp
+    48,  # string ensemble 1
+    53,  # voice oohs
+    58,  # tuba
+    64,  # soprano sax
+    66,  # tenor sax
+    72,  # piccolo
+    75,  # pan flute
+    80,  # lead 1 (square)
+    81,  # lead 2 (sawtooth)
+)
+
+# Programs that no training config of the project uses: the "unseen instrument pool" split of
+# ``make bench`` is rendered with them, so a model is scored on timbres it never heard.
+HELD_OUT_PROGRAMS: tuple[int, ...] = (
+    6,  # harpsichord
+    11,  # vibraphone
+    21,  # accordion
+    22,  # harmonica
+    26,  # electric guitar (jazz)
+    52,  # choir aahs
+    61,  # brass section
+    65,  # alto sax
+    69,  # english horn
+    74,  # recorder
 )
 
 
@@ -122,6 +160,9 @@ class RenderConfig:
     # voice-like melody; the other parts draw from ``programs`` as usual. A piece without
     # such a part ignores the entry.
     part_programs: dict[str, int] | None = None
+    # seed of the train/val/test split (None: ``seed``): renders of one split under several
+    # seeds (other instruments, gains, tempi, detuning) keep every piece in the same split
+    split_seed: int | None = None
 
     def validate(self) -> None:
         if self.sample_rate != grid.SAMPLE_RATE:
@@ -313,10 +354,11 @@ def synthesize(
 
 
 def split_assignment(config: RenderConfig) -> dict[str, list[str]]:
-    """All chorale ids split by piece: shuffled once with the seed, fractions over the full
+    """All chorale ids split by piece: shuffled once with the split seed (default: the seed), fractions over the full
     list. Does not depend on ``counts``; the first N of a split are its first N here."""
     ids = chorale_ids(dedupe=config.dedupe)
-    order = np.random.default_rng(config.seed).permutation(len(ids))
+    seed = config.seed if config.split_seed is None else config.split_seed
+    order = np.random.default_rng(seed).permutation(len(ids))
     shuffled = [ids[i] for i in order]
     n_train = int(round(config.splits[0] * len(ids)))
     n_val = int(round(config.splits[1] * len(ids)))
@@ -974,6 +1016,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part-program", type=_part_program, action="append", default=None, metavar="PART=PROGRAM",
                    help="play PART (e.g. Soprano) with a fixed GM program, 0-based (e.g. Soprano=53, Voice Oohs); "
                         "repeatable; the other parts draw from the pool")
+    p.add_argument("--split-seed", type=int, default=None, metavar="SEED",
+                   help="seed of the train/val/test split (default: --seed), so renders under several seeds "
+                        "share one split")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -995,6 +1040,7 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
         detune_cents=args.detune,
         detune_per_note=args.detune_per_note,
         part_programs=dict(args.part_program) if args.part_program else None,
+        split_seed=args.split_seed,
     )
 
 

@@ -383,3 +383,14 @@ def test_a_part_program_plays_that_part_and_the_others_draw_as_before(tmp_path):
     assert (meta["tempo_factor"], meta["gains_db"]) == (plain["tempo_factor"], plain["gains_db"])
     soprano, _ = sf.read(str(root / piece["stems"]["Soprano"]), dtype="float32")
     assert np.sqrt(np.mean(soprano**2)) > 0.01
+
+
+def test_split_seed_keeps_the_split_across_render_seeds():
+    from mpe_ssl.data.render import RenderConfig, split_assignment
+
+    base = split_assignment(RenderConfig(seed=0))
+    assert split_assignment(RenderConfig(seed=5, split_seed=0)) == base
+    assert split_assignment(RenderConfig(seed=5)) != base
+    # the option is left out of the cache key at its default, so older caches keep their hash
+    assert "split_seed" not in RenderConfig(seed=0).render_key()
+    assert RenderConfig(seed=5, split_seed=0).config_hash() != RenderConfig(seed=5).config_hash()

@@ -96,3 +96,17 @@ def test_the_cosine_warm_up_rises_as_half_a_cosine_then_holds():
         optimizer.step()
         schedule.step()
     assert rates == pytest.approx([0.5 * (1 - np.cos(np.pi * k / 4)) for k in (1, 2, 3, 4)] + [1.0, 1.0])
+
+
+def test_warmup_cosine_decay_factors():
+    import math
+
+    import torch
+
+    from mpe_ssl.systems import WarmupCosineDecay
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupCosineDecay(optimizer, warmup_steps=10, total_steps=110, final_factor=0.1)
+    assert schedule.factor(0) == 0.1 and schedule.factor(9) == 1.0
+    assert math.isclose(schedule.factor(60), 0.1 + 0.9 * 0.5)  # half-way down the cosine
+    assert math.isclose(schedule.factor(110), 0.1) and math.isclose(schedule.factor(500), 0.1)
