@@ -49,7 +49,7 @@ from torch.utils.data import Dataset
 
 from mpe_ssl import grid
 from mpe_ssl.data.datasets import check_rendered_wav, draw_excerpt, even_excerpt_starts, random_excerpt_weights
-from mpe_ssl.data.render import SPLITS, load_manifest, read_notes
+from mpe_ssl.data.render import SPLITS, RenderConfig, load_manifest, read_notes, render_dataset
 from mpe_ssl.errors import MpeSslError
 
 __all__ = ["BUCKETS", "HOP_LENGTH", "MAJLChorales", "SAMPLE_RATE", "assign_buckets", "resample", "target_f0"]
@@ -75,6 +75,20 @@ def resample(audio: np.ndarray) -> np.ndarray:
     ``n`` samples give ``ceil(n * 320 / 441)``; a multiple of 441 gives exactly its 320ths.
     """
     return resample_poly(np.asarray(audio, dtype=np.float64), _UP, _DOWN, axis=-1).astype(np.float32)
+
+
+def render_root(settings: dict, split: str) -> Path:
+    """Render (if needed) the pieces of ``split`` under ``settings`` and return the root."""
+    settings = dict(settings)
+    settings.setdefault("counts", {s: (None if s == split else 0) for s in SPLITS})
+    for key in ("programs", "gain_db", "tempo_factor", "splits"):
+        if key in settings:
+            settings[key] = tuple(settings[key])
+    try:
+        config = RenderConfig(**settings)
+    except TypeError as error:
+        raise MpeSslError(f"render: {error}") from None
+    return render_dataset(config, progress=False)
 
 
 def target_f0(notes: np.ndarray, frames: int) -> np.ndarray:
@@ -139,11 +153,15 @@ class MAJLChorales(Dataset):
             :meth:`mpe_ssl.data.datasets.RenderedChorales._draw` does).
         max_pieces / first_piece: the split's pieces ``first_piece .. first_piece + max_pieces``.
         cache_audio: keep each piece's mixture and target stem (22050 Hz) in memory.
+        render: without ``root``: :class:`~mpe_ssl.data.render.RenderConfig` fields (e.g.
+            ``{seed: 0, part_programs: {Soprano: 53}, detune_cents: 30}``) of a render made
+            on first use (this split, all its pieces unless ``counts`` says otherwise) into
+            the default cache.
     """
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike | None = None,
         split: str = "train",
         target: str = "Soprano",
         fractions: tuple[float, float, float] = (1.0, 0.0, 0.0),
@@ -157,7 +175,12 @@ class MAJLChorales(Dataset):
         max_pieces: int | None = None,
         first_piece: int = 0,
         cache_audio: bool = False,
+        render: dict | None = None,
     ):
+        if root is None:
+            if render is None:
+                raise MpeSslError("MAJLChorales: give a rendered root or render settings")
+            root = render_root(render, split)
         if split not in SPLITS:
             raise MpeSslError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
         fractions = tuple(float(f) for f in fractions)
@@ -211,6 +234,12 @@ class MAJLChorales(Dataset):
         self._f0: dict[int, np.ndarray] = {}
         self._audio: dict[tuple[int, str], np.ndarray] = {}
         self._checked: set[tuple[int, str]] = set()
+
+    @property
+    def draws_by_index(self) -> bool:
+        """Random excerpts are a function of the index alone: the mixing DataModule numbers
+        them on across epochs."""
+        return self.random
 
     def __len__(self) -> int:
         return self.length
