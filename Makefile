@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench bench-env lint clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,8 +36,27 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
-	$(PY) benchmarks/run.py
+# Basic Pitch 0.4.0 for `make bench`, in its own venv: --no-deps, because it declares TensorFlow
+# (Linux, Python >= 3.11); its ONNX path needs only benchmarks/requirements-bench.txt.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): benchmarks/requirements-bench.txt
+	@test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV) || python3 -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -q --upgrade pip
+	$(BENCH_PY) -m pip install -q --no-deps "basic-pitch==0.4.0"
+	$(BENCH_PY) -m pip install -q -r benchmarks/requirements-bench.txt
+	$(BENCH_PY) -c "import logging; logging.disable(logging.WARNING); import basic_pitch as b, basic_pitch.inference; \
+	  assert b.ICASSP_2022_MODEL_PATH.name == 'nmp.onnx' and not b.TF_PRESENT, b.ICASSP_2022_MODEL_PATH"
+	@touch $@
+
+bench-env: $(BENCH_STAMP)
+
+# BENCH_ARGS go to benchmarks/bench_basic_pitch.py: --model PATH|packaged, --pieces N, --repeats R,
+# --write (the Basic Pitch section of docs/benchmarks.md).
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m compileall -q mpe_ssl tests benchmarks
