@@ -14,6 +14,12 @@ Each source is a group of notes; its magnitude estimate keeps only its notes' un
 (``L_s``), and the sources share the mixture's STFT by soft masks before the inverse STFT.
 On the command line the group is chosen by ``--keep`` (part, pitch range, note numbers) and
 the output is the kept notes and the rest, as two WAV files.
+
+With ``--ckpt`` instead of ``--score``, a trained :class:`~mpe_ssl.systems.MAJL` separates
+its target part from any number of recordings (:func:`separate_with_majl`) and tracks the
+target's pitch: ``NAME.target.wav``, ``NAME.accompaniment.wav`` (16 kHz; they sum to the
+resampled mono input) and ``NAME.f0.csv`` (time_s, hz — 0 where unvoiced —, confidence).
+A file that cannot be read gets a one-line error and the others go on.
 """
 
 from __future__ import annotations
@@ -209,16 +215,101 @@ def check_score_fits(notes: list[Note], seconds: float, score_path: str, toleran
                           "is it the score of this recording?")
 
 
+# ------------------------------------------------------------------------------ MAJL (--ckpt)
+@torch.no_grad()
+def separate_with_majl(system, audio: np.ndarray, chunk_seconds: float = 20.0, context_seconds: float = 1.0
+                       ) -> dict[str, np.ndarray]:
+    """Target, accompaniment and the target's pitch of a 16 kHz mono recording.
+
+    The separator runs on chunks of ``chunk_seconds`` with ``context_seconds`` of audio each
+    side (kept out of the output), so memory does not grow with the file; the pitch network
+    sees every 20 ms frame of the whole separated target (its frames are independent).
+
+    Returns ``target`` and ``accompaniment`` ``(samples,)`` float32 (summing to ``audio``),
+    and per frame ``times`` (s), ``hz`` (0 where unvoiced) and ``confidence``.
+    """
+    from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE as MAJL_RATE
+    from mpe_ssl.models.crepe import decode_pitch
+
+    device = next(system.parameters()).device
+    hop = HOP_LENGTH
+    chunk = max(hop, int(chunk_seconds * MAJL_RATE) // hop * hop)
+    context = int(context_seconds * MAJL_RATE) // hop * hop
+    target = np.zeros(len(audio), dtype=np.float32)
+    for start in range(0, len(audio), chunk):
+        lo, hi = max(0, start - context), min(len(audio), start + chunk + context)
+        piece = torch.from_numpy(np.ascontiguousarray(audio[lo:hi])).to(device)[None]
+        estimate = system.separate(piece)[0].float().cpu().numpy()
+        stop = min(start + chunk, len(audio))
+        target[start:stop] = estimate[start - lo : stop - lo]
+    frames = 1 + len(audio) // hop
+    logits = []
+    source = torch.from_numpy(target).to(device)[None]
+    step = 2000 * hop  # 40 s of frames per pass
+    for first in range(0, frames, 2000):
+        lo = first * hop
+        piece = source[:, lo : lo + step]
+        count = min(2000, frames - first)
+        logits.append(system.pitch_logits(piece)[:, :count].float().cpu())
+    hz, confidence, voiced = decode_pitch(torch.cat(logits, dim=1), system.voicing_threshold)
+    return {
+        "target": target,
+        "accompaniment": (audio - target).astype(np.float32),
+        "times": np.arange(frames) * hop / MAJL_RATE,
+        "hz": torch.where(voiced, hz, torch.zeros_like(hz))[0].numpy(),
+        "confidence": confidence[0].numpy(),
+    }
+
+
+def write_f0_csv(path: Path, times: np.ndarray, hz: np.ndarray, confidence: np.ndarray) -> None:
+    """``time_s,hz,confidence`` per frame (hz 0 where unvoiced), written atomically."""
+    lines = ["time_s,hz,confidence"] + [f"{t:.3f},{f:.3f},{c:.4f}" for t, f, c in zip(times, hz, confidence)]
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+def separate_files_with_majl(paths: list[str], ckpt: str, out: Path, device: str) -> int:
+    """``mpe-ssl separate AUDIO... --ckpt MAJL.ckpt``: 0 when every file was separated, else 1."""
+    from mpe_ssl.data.majl import SAMPLE_RATE as MAJL_RATE
+    from mpe_ssl.systems import MAJL
+
+    system = load_system(ckpt, map_location=device)
+    if not isinstance(system, MAJL):
+        raise MpeSslError(f"--ckpt {ckpt}: a {type(system).__name__} checkpoint, not a MAJL one")
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in paths:
+        try:
+            audio = load_audio(path, sample_rate=MAJL_RATE)
+            result = separate_with_majl(system, audio)
+        except MpeSslError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        name = Path(path).stem
+        for label in ("target", "accompaniment"):
+            wav = out / f"{name}.{label}.wav"
+            atomic_write(wav, lambda tmp, x=result[label]: sf.write(tmp, x, MAJL_RATE, format="WAV", subtype="FLOAT"))
+            print(wav)
+        write_f0_csv(out / f"{name}.f0.csv", result["times"], result["hz"], result["confidence"])
+        print(out / f"{name}.f0.csv")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mpe-ssl separate",
-        description="Separate a group of notes out of a recording, given its score (MIDI).",
-        epilog="Writes OUT/NAME.kept.wav (the kept notes) and OUT/NAME.rest.wav (everything else), "
-               f"mono at {SAMPLE_RATE} Hz; the two sum to the (resampled, mono) input.",
+        description="Separate a group of notes out of a recording, given its score (MIDI); or, with --ckpt, "
+                    "the target part of recordings with a trained MAJL model.",
+        epilog="With --score: writes OUT/NAME.kept.wav (the kept notes) and OUT/NAME.rest.wav (everything else), "
+               f"mono at {SAMPLE_RATE} Hz; the two sum to the (resampled, mono) input. With --ckpt: "
+               "OUT/NAME.target.wav, OUT/NAME.accompaniment.wav (16 kHz) and OUT/NAME.f0.csv "
+               "(time_s, hz, confidence) per input.",
     )
-    parser.add_argument("audio", help="the recording (any format soundfile reads; any rate, any channels)")
-    parser.add_argument("--score", required=True, help="its score: a MIDI file (or a rendered piece's notes.csv)")
-    parser.add_argument("--keep", action="append", default=[], required=True, metavar="KEY=VALUE",
+    parser.add_argument("audio", nargs="+",
+                        help="the recording (any format soundfile reads; any rate, any channels); several with --ckpt")
+    parser.add_argument("--ckpt", default=None, help="a MAJL checkpoint (mpe-ssl fit --config experiments/majl.yaml)")
+    parser.add_argument("--score", default=None, help="its score: a MIDI file (or a rendered piece's notes.csv)")
+    parser.add_argument("--keep", action="append", default=[], metavar="KEY=VALUE",
                         help="notes to keep: part=Soprano,Alto | part=0,1 | pitch=60-72 | pitch=C4-C5 | "
                              "notes=0-10,15; repeat to require several")
     parser.add_argument("--method", choices=METHODS, default="ae", help="structured autoencoder or NMF (default ae)")
@@ -233,12 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    rule = KeepRule.parse(args.keep)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise MpeSslError(f"--out {out}: exists and is not a folder")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise MpeSslError(f"--device {args.device}: no CUDA device is available here")
+    if args.ckpt is not None:
+        if args.score is not None or args.keep:
+            raise MpeSslError("--ckpt separates with a MAJL model: it takes no --score or --keep")
+        return separate_files_with_majl(args.audio, args.ckpt, out, args.device)
+    if args.score is None or not args.keep:
+        raise MpeSslError("give --score MIDI and --keep KEY=VALUE (score-informed), or --ckpt MAJL.ckpt")
+    if len(args.audio) != 1:
+        raise MpeSslError(f"--score separates one recording at a time, not {len(args.audio)}")
+    args.audio = args.audio[0]
+    rule = KeepRule.parse(args.keep)
     settings = SeparationSettings(method=args.method, tolerance=args.tolerance, device=args.device,
                                   pretrained=args.pretrained)
     if args.iterations is not None:

@@ -1,0 +1,78 @@
+"""mpe-ssl separate --ckpt: a MAJL model's target, accompaniment and f0 for many files."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader
+
+from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE, MAJLChorales
+from mpe_ssl.errors import MpeSslError
+from mpe_ssl.models.separator import ResUNetSeparator
+from mpe_ssl.separate import main, separate_with_majl
+from mpe_ssl.systems import MAJL, load_system
+
+
+@pytest.fixture(scope="module")
+def majl_checkpoint(rendered_root, tmp_path_factory) -> str:
+    """A real Lightning checkpoint of a small MAJL after two steps on a rendered chorale."""
+    torch.manual_seed(0)
+    data = MAJLChorales(rendered_root, "train", excerpt_seconds=1.0, items_per_epoch=4)
+    system = MAJL(separator=ResUNetSeparator(sources=1, channels=(4, 8)), pretrained_pitch=True)
+    trainer = Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(system, DataLoader(data, batch_size=2))
+    path = tmp_path_factory.mktemp("majl") / "majl.ckpt"
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+def test_many_files_any_rate_bad_ones_named(majl_checkpoint, rendered_root, tmp_path, capsys):
+    mix = next(rendered_root.glob("*/*/mix.wav"))
+    audio, rate = sf.read(str(mix), frames=5 * 22050, dtype="float32")
+    stereo = tmp_path / "song.wav"
+    sf.write(str(stereo), np.stack([audio, 0.5 * audio], axis=1), rate)  # 22050 Hz, 2 channels
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not audio")
+    out = tmp_path / "out"
+    code = main([str(broken), str(stereo), str(tmp_path / "missing.wav"), "--ckpt", majl_checkpoint,
+                 "--out", str(out)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and "missing.wav" in err and len(err.strip().splitlines()) == 2
+    target, rate_t = sf.read(str(out / "song.target.wav"), dtype="float32")
+    rest, _ = sf.read(str(out / "song.accompaniment.wav"), dtype="float32")
+    assert rate_t == SAMPLE_RATE and len(target) == len(rest) == 5 * SAMPLE_RATE
+    from mpe_ssl.audio.io import load_audio
+
+    mono = load_audio(stereo, sample_rate=SAMPLE_RATE)
+    assert np.allclose(target + rest, mono, atol=1e-5)
+    rows = (out / "song.f0.csv").read_text().splitlines()
+    assert rows[0] == "time_s,hz,confidence" and len(rows) - 1 == 1 + len(mono) // HOP_LENGTH
+    values = np.array([[float(x) for x in row.split(",")] for row in rows[1:]])
+    assert np.all(values[:, 1] >= 0) and np.all((0 <= values[:, 2]) & (values[:, 2] <= 1))
+    assert not list(out.glob("broken*")) and not list(out.glob("*.tmp*"))
+
+
+def test_chunks_do_not_change_the_result(majl_checkpoint, rendered_root):
+    system = load_system(majl_checkpoint)
+    mix = next(rendered_root.glob("*/*/mix.wav"))
+    from mpe_ssl.audio.io import load_audio
+
+    audio = load_audio(mix, sample_rate=SAMPLE_RATE)[: 8 * SAMPLE_RATE]
+    whole = separate_with_majl(system, audio, chunk_seconds=60.0)
+    chunked = separate_with_majl(system, audio, chunk_seconds=2.0, context_seconds=1.0)
+    assert np.max(np.abs(whole["target"] - chunked["target"])) < 1e-3 * np.max(np.abs(whole["target"]))
+    assert np.allclose(whole["hz"], chunked["hz"], rtol=1e-3, atol=1e-3)
+
+
+def test_wrong_checkpoint_and_mixed_modes_are_one_line_errors(tiny_checkpoint, majl_checkpoint, tmp_path):
+    wav = tmp_path / "a.wav"
+    sf.write(str(wav), np.zeros(16000, dtype=np.float32), 16000)
+    with pytest.raises(MpeSslError, match="not a MAJL"):
+        main([str(wav), "--ckpt", tiny_checkpoint, "--out", str(tmp_path / "o")])
+    with pytest.raises(MpeSslError, match="no --score"):
+        main([str(wav), "--ckpt", majl_checkpoint, "--score", "x.mid"])
+    with pytest.raises(MpeSslError, match="--score MIDI"):
+        main([str(wav)])
