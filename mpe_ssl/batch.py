@@ -13,6 +13,7 @@ key             content
 ``stems``       ``(batch, sources, samples)`` the sources whose sum is ``audio``
 ``score``       ``(batch, units, frames)`` weak labels from a score (1 = may be active)
 ``confidence``  ``(batch,)`` confidence in [0, 1] of pseudo labels
+``weight``      ``(batch,)`` per-sample loss weight >= 0 (e.g. that confidence; not a label)
 ``track``       ``list[str]`` the piece or file each sample comes from
 ``start_frame`` ``(batch,)`` frame of the track at which the excerpt starts
 ``kind``        ``list[str]`` the stream *kind*: ``labelled``, ``pseudo`` or ``unlabelled``
@@ -38,7 +39,8 @@ from collections.abc import Mapping, Sequence
 from mpe_ssl.errors import MpeSslError
 
 KINDS = ("labelled", "pseudo", "unlabelled")
-KEYS = ("audio", "features", "targets", "f0", "stems", "score", "confidence", "track", "start_frame", "kind", "stream")
+KEYS = ("audio", "features", "targets", "f0", "stems", "score", "confidence", "weight", "track", "start_frame",
+        "kind", "stream")
 LABEL_KEYS = ("targets", "f0", "stems", "score", "confidence")
 
 #: per stream kind, the keys a batch must carry (a tuple entry: one of these keys)

@@ -14,7 +14,9 @@ Losses (per sample, then averaged over the batch):
 
 Items carry the labels of their bucket only (:class:`~mpe_ssl.data.majl.MAJLChorales`):
 ``stems`` (target, accompaniment) and/or ``f0``; a stream without stems adds no separation
-loss, one without f0 no pitch loss. Each bucket is its own stream of a training batch.
+loss, one without f0 no pitch loss. Each bucket is its own stream of a training batch. An
+optional ``weight`` ``(batch,)`` multiplies each sample's loss (stage II: a ``pseudo`` stream
+of :class:`~mpe_ssl.data.pseudo.PseudoLabelled`, weighted by the pseudo labels' confidence).
 
 **DWHS** (dynamic weights on hard samples) — *our reading*: the paper's code is not public
 and it only summarises the rules. For a sample with both labels, the pitch network is run on
@@ -169,7 +171,13 @@ class MAJL(System):
         return factors * base, cases
 
     def stream_loss(self, batch: dict) -> tuple[Tensor, Tensor | None]:
-        """The loss of one stream's batch and its DWHS cases (None where not applied)."""
+        """The loss of one stream's batch and its DWHS cases (None where not applied).
+
+        The loss is the mean over the batch of each sample's ``ω_mss · L_sep + ω_pe · L_pe``;
+        with a ``weight`` key ``(batch,)`` (>= 0; e.g. pseudo labels' confidence), each
+        sample's loss is multiplied by its weight first: ``mean(weight · loss)``, so a sample
+        of weight 0.7 counts 0.7 of a labelled one (not renormalised by the weights' sum).
+        """
         audio, stems, f0 = batch["audio"], batch.get("stems"), batch.get("f0")
         if stems is None and f0 is None:
             raise MpeSslError("MAJL: a training stream carries neither stems nor f0 (nothing to learn from)")
@@ -192,8 +200,14 @@ class MAJL(System):
                 with torch.no_grad():
                     target_logits = self.pitch_logits(stems[:, 0])
                 weights, cases = self.sample_weights(logits[:, :frames], target_logits[:, :frames], f0[:, :frames])
-        loss = (weights[:, 0] * sep + weights[:, 1] * pe).mean()
-        return loss, cases
+        per_sample = weights[:, 0] * sep + weights[:, 1] * pe
+        weight = batch.get("weight")
+        if weight is not None:  # e.g. a pseudo label's confidence (mpe_ssl.data.pseudo.PseudoLabelled)
+            weight = torch.as_tensor(weight, device=per_sample.device).to(per_sample.dtype)
+            if weight.shape != (batch_size,):
+                raise MpeSslError(f"MAJL: the batch's weight has shape {tuple(weight.shape)}, not ({batch_size},)")
+            per_sample = weight * per_sample
+        return per_sample.mean(), cases
 
     def training_loss(self, streams: dict[str, dict]) -> Tensor:
         total, counts = 0.0, torch.zeros(4)

@@ -1,0 +1,296 @@
+"""MAJL stage I -> pseudo labels: ``mpe-ssl pseudo-label --ckpt STAGE1.ckpt --out DIR``.
+
+A stage-I :class:`~mpe_ssl.systems.MAJL` (trained on the fully labelled bucket) labels the
+single-labelled buckets of :class:`~mpe_ssl.data.majl.MAJLChorales`, whole piece by whole
+piece:
+
+* a ``separation`` piece (it has the stems) gets a pseudo **f0**: the pitch network run on
+  its *true* target stem, hz 0 where the frame's confidence is not above the system's
+  ``voicing_threshold``; confidence: the mean pitch confidence of the voiced frames (0 when
+  none is voiced);
+* a ``pitch`` piece (it has the f0) gets a pseudo **target stem**: the separator's output on
+  the mixture (its accompaniment is the mixture minus it); confidence: the raw pitch
+  accuracy (50 cents) of the pitch network on that separated stem against the piece's *true*
+  f0 (0 when the f0 is never voiced).
+
+The data are chosen by ``--config`` (a training config: the MAJLChorales of its first train
+stream, e.g. ``experiments/majl.yaml``; only its data selection is used: root or render,
+split, target, fractions, bucket_seed, first_piece, max_pieces), by ``--root``, or both
+(the options override the config). The layout of ``DIR`` and its ``manifest.json`` are in
+:mod:`mpe_ssl.data.pseudo`; stage II reads it with :class:`~mpe_ssl.data.pseudo.PseudoLabelled`.
+
+Every label file is written to a hidden temporary file and renamed into place, then the
+manifest (rewritten atomically) gains its entry. A rerun with the same checkpoint and
+settings skips the pieces of the manifest whose file exists with the recorded size, redoes
+the rest and removes the temporary files a killed run left, so an interrupted run resumes
+and a label file is either whole or absent. One run at a time per ``DIR`` (a lock file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+
+from mpe_ssl.atomic import atomic_write
+from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE, MAJLChorales
+from mpe_ssl.data.pseudo import FORMAT, MANIFEST, PSEUDO_BUCKETS, label_file, read_pseudo_manifest
+from mpe_ssl.errors import MpeSslError
+from mpe_ssl.models.crepe import decode_pitch, frame_audio
+from mpe_ssl.systems import MAJL, load_system
+from mpe_ssl.systems.majl import pitch_accuracy
+from mpe_ssl.transcribe import check_device
+
+__all__ = ["label_piece", "main", "pseudo_label", "separate_chunked", "pitch_logits_chunked"]
+
+VERSION = 1
+RPA_CENTS = 50.0
+LOCK = ".pseudo-label.lock"
+#: MAJLChorales arguments that select the data (the rest, excerpts and caching, do not matter here)
+SELECTION = ("root", "split", "target", "fractions", "bucket_seed", "first_piece", "max_pieces", "render")
+
+
+# ----------------------------------------------------------------------------- the models
+@torch.no_grad()
+def separate_chunked(system: MAJL, audio: torch.Tensor, chunk_seconds: float = 10.0,
+                     context_seconds: float = 1.0) -> torch.Tensor:
+    """The separator's target ``(samples,)`` of a whole 16 kHz mixture ``(samples,)``, run on
+    chunks of ``chunk_seconds`` with ``context_seconds`` of audio each side (cut off again)."""
+    device = next(system.parameters()).device
+    chunk = max(HOP_LENGTH, int(chunk_seconds * SAMPLE_RATE) // HOP_LENGTH * HOP_LENGTH)
+    context = int(context_seconds * SAMPLE_RATE) // HOP_LENGTH * HOP_LENGTH
+    n = audio.shape[-1]
+    target = torch.zeros(n, dtype=torch.float32)
+    for start in range(0, n, chunk):
+        lo, hi, stop = max(0, start - context), min(n, start + chunk + context), min(start + chunk, n)
+        estimate = system.separate(audio[lo:hi].to(device)[None])[0].float().cpu()
+        target[start:stop] = estimate[start - lo : stop - lo]
+    return target
+
+
+@torch.no_grad()
+def pitch_logits_chunked(system: MAJL, source: torch.Tensor, chunk_seconds: float = 10.0) -> torch.Tensor:
+    """The pitch network's logits ``(1 + samples // 320, 360)`` of a whole 16 kHz source
+    ``(samples,)``: every centred frame is cut from the whole source, then the network (which
+    sees each frame alone) runs on ``chunk_seconds`` of frames at a time, so this equals
+    ``system.pitch_logits`` of the whole source."""
+    device = next(system.parameters()).device
+    frames = frame_audio(source[None].float(), hop_length=HOP_LENGTH)  # (1, frames, 1024), a view
+    step = max(1, int(chunk_seconds * SAMPLE_RATE / HOP_LENGTH))
+    logits = [system.pitch_network(frames[:, a : a + step].to(device)).float().cpu()
+              for a in range(0, frames.shape[1], step)]
+    return torch.cat(logits, dim=1)[0]
+
+
+def label_piece(system: MAJL, item: dict, chunk_seconds: float = 10.0) -> dict:
+    """The pseudo label of one whole-piece item of MAJLChorales (``bucket`` ``separation`` or
+    ``pitch``): ``{"hz", "confidence"}`` per frame and ``score`` (separation), or
+    ``{"target"}`` and ``score`` (pitch); ``score`` is the piece's confidence in [0, 1]."""
+    bucket = item["bucket"]
+    if bucket == "separation":
+        logits = pitch_logits_chunked(system, item["stems"][0], chunk_seconds)
+        hz, confidence, voiced = decode_pitch(logits[None], system.voicing_threshold)
+        hz, confidence, voiced = hz[0], confidence[0], voiced[0]
+        score = float(confidence[voiced].mean()) if voiced.any() else 0.0
+        return {"hz": torch.where(voiced, hz, torch.zeros_like(hz)).numpy(), "confidence": confidence.numpy(),
+                "score": score, "voiced_fraction": float(voiced.float().mean())}
+    if bucket == "pitch":
+        target = separate_chunked(system, item["audio"], chunk_seconds)
+        logits = pitch_logits_chunked(system, target, chunk_seconds)
+        f0 = item["f0"]
+        frames = min(len(f0), logits.shape[0])
+        voiced = bool((f0[:frames] > 0).any())
+        score = float(pitch_accuracy(logits[None, :frames], f0[None, :frames], RPA_CENTS)[0]) if voiced else 0.0
+        return {"target": target.numpy(), "score": score, "rpa": score}
+    raise MpeSslError(f"piece {item.get('track')}: bucket {bucket!r} gets no pseudo labels")
+
+
+def write_label(path: Path, label: dict) -> None:
+    """The label file of :func:`label_piece`'s output, atomically (temp file + rename)."""
+    if "target" in label:
+        atomic_write(path, lambda tmp: sf.write(tmp, label["target"], SAMPLE_RATE, format="WAV", subtype="FLOAT"))
+        return
+    times = np.arange(len(label["hz"])) * HOP_LENGTH / SAMPLE_RATE
+    lines = ["time_s,hz,confidence"] + [f"{t:.3f},{f:.3f},{c:.4f}"
+                                        for t, f, c in zip(times, label["hz"], label["confidence"])]
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+
+
+# ----------------------------------------------------------------------------- the run
+def file_sha1(path: str | os.PathLike) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """Hold ``out/.pseudo-label.lock`` (flock) or fail at once: one run per directory."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(out / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise MpeSslError(f"{out}: another mpe-ssl pseudo-label run is writing there") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(out: Path) -> list[Path]:
+    """Delete the temporary files of a killed run (``.NAME.XXXX.tmp`` of atomic_write)."""
+    removed = []
+    for folder in [out, *(out / b for b in PSEUDO_BUCKETS)]:
+        for path in folder.glob(".*.tmp") if folder.is_dir() else ():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def data_selection(config: str | None, overrides: dict) -> dict:
+    """The MAJLChorales data selection (:data:`SELECTION` keys) of a training config's first
+    MAJLChorales train stream, updated with the ``overrides`` that are not None."""
+    selection: dict = {}
+    if config is not None:
+        try:
+            tree = yaml.safe_load(Path(config).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise MpeSslError(f"--config {config}: cannot read it ({type(error).__name__})") from None
+        try:
+            streams = tree["data"]["init_args"]["train_streams"]
+            args = next(s["dataset"].get("init_args", {}) for s in streams
+                        if isinstance(s.get("dataset"), dict) and
+                        str(s["dataset"].get("class_path", "")).endswith("MAJLChorales"))
+        except (KeyError, TypeError, AttributeError, StopIteration):
+            raise MpeSslError(f"--config {config}: no MAJLChorales dataset in data.init_args.train_streams") from None
+        selection = {k: v for k, v in args.items() if k in SELECTION}
+    selection.update({k: v for k, v in overrides.items() if v is not None})
+    if "root" in selection:
+        selection.pop("render", None)  # an explicit root wins over the config's render settings
+    if selection.get("root") is None and selection.get("render") is None:
+        raise MpeSslError("give the data: --config (a MAJL training config) or --root (a rendered chorale root)")
+    return selection
+
+
+def _compared(settings: dict | None) -> dict | None:
+    """The settings a rerun must share: all but ``render`` (the resolved ``root`` stands for it)."""
+    return None if settings is None else {k: v for k, v in settings.items() if k != "render"}
+
+
+def pseudo_label(ckpt: str, out: str | os.PathLike, selection: dict, device: str = "cpu",
+                 chunk_seconds: float = 10.0, log=print) -> dict:
+    """Label every piece of the separation and pitch buckets of ``selection`` (MAJLChorales
+    arguments) with the MAJL checkpoint ``ckpt`` into ``out``; returns the manifest."""
+    if chunk_seconds <= 0:
+        raise MpeSslError(f"--chunk-seconds: {chunk_seconds} must be positive")
+    data = MAJLChorales(**selection, excerpt_seconds=None)  # whole pieces, each with its bucket's labels
+    system = load_system(ckpt, map_location=check_device(device))
+    if not isinstance(system, MAJL):
+        raise MpeSslError(f"--ckpt {ckpt}: a {type(system).__name__} checkpoint, not a MAJL one")
+    settings = {
+        "root": str(Path(data.root).resolve()), "split": data.split, "target": data.target,
+        "fractions": list(data.fractions), "bucket_seed": data.bucket_seed,
+        "first_piece": int(selection.get("first_piece", 0)), "max_pieces": selection.get("max_pieces"),
+        "render": selection.get("render"), "voicing_threshold": system.voicing_threshold, "rpa_cents": RPA_CENTS,
+    }
+    checkpoint = {"path": str(Path(ckpt).resolve()), "sha1": file_sha1(ckpt)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [i for i in range(len(data.pieces)) if data.piece_bucket(i) in PSEUDO_BUCKETS]
+    if not todo:
+        raise MpeSslError(f"no {data.split} piece of {data.root} falls into the separation or pitch bucket "
+                          f"(fractions {list(data.fractions)}): nothing to pseudo-label")
+    with _exclusive(out):
+        for path in _remove_leftovers(out):
+            log(f"removed {path} (left by an interrupted run)")
+        done: dict[str, dict] = {}
+        if (out / MANIFEST).exists():
+            old = read_pseudo_manifest(out)
+            same = old.get("checkpoint", {}).get("sha1") == checkpoint["sha1"]
+            if not same or _compared(old.get("settings")) != _compared(settings):
+                raise MpeSslError(f"{out}: holds pseudo labels of another checkpoint or other settings; "
+                                  "give another --out (or delete it)")
+            for entry in old["pieces"]:
+                path = out / entry["file"]
+                if path.is_file() and path.stat().st_size == entry["bytes"]:
+                    done[entry["piece"]] = entry
+        manifest = {"format": FORMAT, "version": VERSION, "checkpoint": checkpoint, "settings": settings,
+                    "complete": False, "pieces": list(done.values())}
+
+        def publish() -> None:
+            atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1) + "\n"))
+
+        for bucket in PSEUDO_BUCKETS:
+            (out / bucket).mkdir(exist_ok=True)
+        for i in todo:
+            piece, bucket = data.pieces[i]["id"], data.piece_bucket(i)
+            if piece in done:
+                log(f"{bucket} {piece}: done already (confidence {done[piece]['confidence']:.3f})")
+                continue
+            label = label_piece(system, data[i], chunk_seconds)
+            name = label_file(bucket, piece)
+            write_label(out / name, label)
+            entry = {"piece": piece, "bucket": bucket, "file": name, "bytes": (out / name).stat().st_size,
+                     "confidence": round(min(max(label["score"], 0.0), 1.0), 6)}
+            entry.update({k: round(v, 6) for k, v in label.items() if k in ("voiced_fraction", "rpa")})
+            manifest["pieces"] = [e for e in manifest["pieces"] if e["piece"] != piece] + [entry]
+            publish()
+            log(f"{bucket} {piece}: confidence {entry['confidence']:.3f} -> {out / name}")
+        manifest["complete"] = True
+        publish()
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mpe-ssl pseudo-label --ckpt STAGE1.ckpt --out DIR (--config YAML | --root DIR)``."""
+    parser = argparse.ArgumentParser(
+        prog="mpe-ssl pseudo-label",
+        description="MAJL stage I -> pseudo labels of the separation-only and pitch-only buckets "
+                    "(f0 from the true stem; target stem from the separator), with a confidence per piece.",
+    )
+    parser.add_argument("--ckpt", required=True, help="stage-I MAJL checkpoint (mpe-ssl fit)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="pseudo-label folder (resumed if there)")
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help="training config whose first MAJLChorales train stream selects the data "
+                             "(e.g. experiments/majl.yaml)")
+    parser.add_argument("--root", default=None, help="rendered chorale root (instead of the config's)")
+    parser.add_argument("--split", default=None, help="split (default: the config's, else train)")
+    parser.add_argument("--target", default=None, help="target part (default: the config's, else Soprano)")
+    parser.add_argument("--fractions", type=float, nargs=3, default=None, metavar=("FULL", "SEP", "PITCH"),
+                        help="bucket shares (default: the config's)")
+    parser.add_argument("--bucket-seed", type=int, default=None, help="bucket seed (default: the config's, else 0)")
+    parser.add_argument("--chunk-seconds", type=float, default=10.0,
+                        help="the networks run on this much audio at a time (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ... (default: cpu)")
+    args = parser.parse_args(argv)
+    selection = data_selection(args.config, {"root": args.root, "split": args.split, "target": args.target,
+                                             "fractions": args.fractions, "bucket_seed": args.bucket_seed})
+    manifest = pseudo_label(args.ckpt, args.out, selection, args.device, args.chunk_seconds)
+    passed = sum(e["confidence"] >= 0.7 for e in manifest["pieces"])
+    print(f"{len(manifest['pieces'])} pieces pseudo-labelled ({passed} with confidence >= 0.7): "
+          f"{args.out / MANIFEST}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MpeSslError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
