@@ -3,31 +3,39 @@
 - ``mpe-ssl fit|validate|test|predict --config NAME_OR_PATH`` (LightningCLI: any
   :class:`~mpe_ssl.systems.System` and any LightningDataModule, chosen by ``class_path``; a
   short name such as ``demo`` names a config shipped in ``mpe_ssl/configs/``);
-- ``mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR``;
+- ``mpe-ssl transcribe AUDIO... [--ckpt PATH] [--out DIR]`` (the packaged model by default);
+- ``mpe-ssl export-model CKPT OUT`` (a checkpoint's model file, see :mod:`mpe_ssl.pretrained`);
+- ``mpe-ssl separate AUDIO --score MIDI --keep ...`` (score-informed) or ``AUDIO... --ckpt MAJL``;
+- ``mpe-ssl pseudo-label --ckpt STAGE1 --out DIR`` (MAJL's stage-II labels, :mod:`mpe_ssl.pseudo_label`);
 - ``mpe-ssl data render [options]``.
 
-Errors caused by the user's input print one line and exit with status 2.
+Errors caused by the user's input print one line and exit with status 2. Lightning,
+jsonargparse and the systems are imported only by the commands that need them, so that
+``mpe-ssl transcribe`` starts quickly.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import re
 import sys
 import warnings
-
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.cli import LightningCLI
+from typing import TYPE_CHECKING
 
 from mpe_ssl import configs
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.runs import version_checkpoints
-from mpe_ssl.systems import System
+
+if TYPE_CHECKING:
+    from lightning.pytorch.cli import LightningCLI
 
 USAGE = f"""usage: mpe-ssl {{fit,validate,test,predict}} --config CONFIG [options]
-       mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR
+       mpe-ssl transcribe AUDIO... [--ckpt PATH] [--out DIR]
+       mpe-ssl export-model CKPT OUT [--precision float16|float32]
        mpe-ssl separate AUDIO --score MIDI --keep part=Soprano [--method ae|nmf] [--out DIR]
+       mpe-ssl separate AUDIO... --ckpt MAJL.ckpt [--out DIR]
+       mpe-ssl pseudo-label --ckpt STAGE1.ckpt --out DIR (--config YAML | --root DIR)
        mpe-ssl data render [--root DIR] [--seed N] [--train N --val N --test N] [--soundfont PATH]
 
 CONFIG is a YAML file or the name of a shipped config ({', '.join(configs.names())}).
@@ -55,31 +63,51 @@ def lightning_cli(argv: list[str], run: bool = True) -> LightningCLI:
         return _lightning_cli(argv, run)
 
 
-class MpeSslCLI(LightningCLI):
-    """LightningCLI with mpe-ssl's run folders: every fit checkpoints into its own
-    ``<dirpath>/version_N/`` (see :mod:`mpe_ssl.runs`)."""
+@functools.cache
+def mpe_ssl_cli_class() -> type[LightningCLI]:
+    """``MpeSslCLI``, defined at first use: Lightning is imported only by the commands that run it."""
+    from lightning.pytorch.cli import LightningCLI
 
-    def add_arguments_to_parser(self, parser) -> None:
-        ints_before_floats(parser)
+    from mpe_ssl.runs import version_checkpoints
 
-    def _set_seed(self) -> None:
-        # quietly: the seed is in the run's saved config.yaml, and an error in the config that
-        # follows must stay the only line the user sees
-        seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
-        level = seed_logger.level
-        seed_logger.setLevel(logging.WARNING)
-        try:
-            super()._set_seed()
-        finally:
-            seed_logger.setLevel(level)
+    class MpeSslCLI(LightningCLI):
+        """LightningCLI with mpe-ssl's run folders: every fit checkpoints into its own
+        ``<dirpath>/version_N/`` (see :mod:`mpe_ssl.runs`)."""
 
-    def before_fit(self) -> None:
-        config = self.config_init[self.subcommand]
-        config["ckpt_path"] = version_checkpoints(self.trainer.callbacks, config.get("ckpt_path"))
+        def add_arguments_to_parser(self, parser) -> None:
+            ints_before_floats(parser)
+
+        def _set_seed(self) -> None:
+            # quietly: the seed is in the run's saved config.yaml, and an error in the config that
+            # follows must stay the only line the user sees
+            seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+            level = seed_logger.level
+            seed_logger.setLevel(logging.WARNING)
+            try:
+                super()._set_seed()
+            finally:
+                seed_logger.setLevel(level)
+
+        def before_fit(self) -> None:
+            config = self.config_init[self.subcommand]
+            config["ckpt_path"] = version_checkpoints(self.trainer.callbacks, config.get("ckpt_path"))
+
+    MpeSslCLI.__qualname__ = "MpeSslCLI"
+    return MpeSslCLI
+
+
+def __getattr__(name: str):
+    if name == "MpeSslCLI":  # the class, for code that names it
+        return mpe_ssl_cli_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _lightning_cli(argv: list[str], run: bool) -> LightningCLI:
-    return MpeSslCLI(
+    from lightning.pytorch import LightningDataModule
+
+    from mpe_ssl.systems import System
+
+    return mpe_ssl_cli_class()(
         System,
         LightningDataModule,
         subclass_mode_model=True,
@@ -197,10 +225,18 @@ def _dispatch(argv: list[str]) -> int:
         from mpe_ssl.transcribe import main as transcribe_main
 
         return transcribe_main(argv[1:])
+    if argv[0] == "export-model":
+        from mpe_ssl.pretrained import main as export_main
+
+        return export_main(argv[1:])
     if argv[0] == "separate":
         from mpe_ssl.separate import main as separate_main
 
         return separate_main(argv[1:])
+    if argv[0] == "pseudo-label":
+        from mpe_ssl.pseudo_label import main as pseudo_label_main
+
+        return pseudo_label_main(argv[1:])
     if argv[0] == "data":
         if argv[1:2] != ["render"]:
             raise MpeSslError(f"unknown data command {argv[1:2] or ''}; expected 'mpe-ssl data render'")

@@ -16,11 +16,51 @@ import numpy as np
 import pretty_midi
 
 from mpe_ssl.atomic import atomic_write
-from mpe_ssl.grid import bin_to_midi, frame_to_seconds, hz_to_midi
-from mpe_ssl.notes import NoteEvent, notes_to_midi, write_notes_csv
+from mpe_ssl.grid import bin_to_midi, frame_times, frame_to_seconds, hz_to_midi, midi_to_hz
+from mpe_ssl.notes import NoteEvent, peak_mask, write_notes_csv, write_notes_midi
 
 #: ``times (frames,)`` in seconds and, per frame, an array of active frequencies in Hz
 Multipitch = tuple[np.ndarray, list[np.ndarray]]
+#: where a peak of a salience-gram is put: its nearest semitone, or its own bin's pitch
+PITCH_MODES = ("semitone", "bin")
+#: frames peak-picked at a time (bounds the temporaries of long recordings)
+_FRAMES_AT_A_TIME = 4096
+
+
+def salience_to_multipitch(salience, threshold: float = 0.5, pitch: str = "semitone") -> Multipitch:
+    """Peak-pick a salience-gram into mir_eval multi-pitch format.
+
+    Args:
+        salience: ``(bins, frames)`` salience in [0, 1] (a numpy array, or a torch tensor, which
+            is compared in float32).
+        threshold: minimum salience of a peak (:func:`mpe_ssl.notes.peak_mask`).
+        pitch: ``semitone``: each peak at the centre of its nearest MIDI semitone (peaks of one
+            semitone merged); ``bin``: each peak at its own bin's fractional pitch, as the
+            SS-MPE reference evaluates (off-grid pitch keeps its cents).
+
+    Returns:
+        ``times (frames,)`` in seconds and a list of ``frames`` arrays of Hz (one per frame,
+        sorted).
+    """
+    if pitch not in PITCH_MODES:
+        raise ValueError(f"pitch: {pitch!r} is not one of {PITCH_MODES}")
+    if hasattr(salience, "detach"):
+        salience = salience.detach().float().cpu().numpy()
+    salience = np.asarray(salience)
+    n_bins, n_frames = salience.shape
+    midi = bin_to_midi(np.arange(n_bins, dtype=np.float64))
+    pitches = np.rint(midi) if pitch == "semitone" else midi
+    frequencies: list[np.ndarray] = []
+    for first in range(0, n_frames, _FRAMES_AT_A_TIME):
+        block = salience[:, first : first + _FRAMES_AT_A_TIME]
+        frames, bins = np.nonzero(peak_mask(block, threshold).T)  # by frame, then bin
+        values = pitches[bins]
+        # bins rise within a frame and so do their pitches: equal ones are neighbours
+        keep = np.ones(len(values), dtype=bool)
+        keep[1:] = (frames[1:] != frames[:-1]) | (values[1:] != values[:-1])
+        counts = np.bincount(frames[keep], minlength=block.shape[1])
+        frequencies.extend(np.split(midi_to_hz(values[keep]), np.cumsum(counts)[:-1]))
+    return frame_times(n_frames), frequencies
 
 
 def write_multipitch(path: str | os.PathLike, multipitch: Multipitch) -> None:
@@ -80,7 +120,7 @@ def write_salience_png(path: str | os.PathLike, salience, notes: list[NoteEvent]
 
     if hasattr(salience, "detach"):
         salience = salience.detach().float().cpu().numpy()
-    salience = np.asarray(salience, dtype=np.float32)
+    salience = np.asarray(salience)
     n_bins, n_frames = salience.shape
     seconds = float(frame_to_seconds(n_frames))
     figure = Figure(figsize=(min(40.0, max(8.0, seconds / 2)), 6.0), dpi=100)
@@ -112,7 +152,7 @@ def write_transcription(folder: str | os.PathLike, name: str, multipitch: Multip
     folder = Path(folder)
     text_path, midi_path, csv_path = (folder / f"{name}{ext}" for ext in (".multipitch.txt", ".mid", ".notes.csv"))
     write_multipitch(text_path, multipitch)
-    atomic_write(midi_path, notes_to_midi(notes).write)
+    write_notes_midi(midi_path, notes)  # notes_to_midi(notes)'s file, byte for byte, faster
     write_notes_csv(csv_path, notes)
     written = [text_path, midi_path, csv_path]
     if salience is not None:

@@ -145,43 +145,74 @@ def track_notes(salience, threshold: float = THRESHOLD, onset_threshold: float =
     _check(threshold, onset_threshold, min_note_ms, max_gap_frames, split_margin)
     if hasattr(salience, "detach"):
         salience = salience.detach().float().cpu().numpy()
-    salience = np.asarray(salience, dtype=np.float64)
+    salience = np.asarray(salience)
     if salience.ndim != 2:
         raise ValueError(f"salience: shape {salience.shape} is not (bins, frames)")
     n_bins, n_frames = salience.shape
     if n_bins == 0 or n_frames == 0:
         return []
-    peaks = peak_mask(salience, threshold)
-    midi = bin_to_midi(np.arange(n_bins, dtype=np.float64))
-    semitones = np.rint(midi).astype(np.int64)
-    # the bins of one semitone are contiguous: reduce each group of rows at once
-    starts = np.flatnonzero(np.r_[True, np.diff(semitones) != 0])
-    peak_salience = np.where(peaks, salience, 0.0)
-    present = np.logical_or.reduceat(peaks, starts, axis=0)
-    strength = np.maximum.reduceat(peak_salience, starts, axis=0)
-    weight = np.add.reduceat(peak_salience, starts, axis=0)
-    weighted_pitch = np.add.reduceat(peak_salience * midi[:, None], starts, axis=0)
+    rows, frames, strength, weight, weighted_pitch = _semitone_peaks(salience, threshold)
     min_seconds = min_note_ms / 1000.0
 
+    seconds = frame_to_seconds(np.arange(n_frames + 1, dtype=np.int64)).tolist()  # of each frame
+
     notes: list[NoteEvent] = []
-    for row in np.flatnonzero(present.any(axis=1)):
-        frames = np.flatnonzero(present[row])
-        breaks = np.flatnonzero(np.diff(frames) - 1 > max_gap_frames) + 1
-        for run in np.split(frames, breaks):
-            values = strength[row, run]
+    row_starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, dtype=np.int64)
+    for first_entry, stop_entry in zip(row_starts, [*row_starts[1:], len(rows)]):
+        row_frames = frames[first_entry:stop_entry]
+        breaks = np.flatnonzero(np.diff(row_frames) - 1 > max_gap_frames) + 1
+        for begin, end in zip([0, *breaks], [*breaks, len(row_frames)]):
+            entries = slice(first_entry + begin, first_entry + end)
+            run, values = frames[entries].tolist(), strength[entries]
+            run_weight, run_pitch, value_list = weight[entries], weighted_pitch[entries], values.tolist()
             bounds = [0, *_split_points(values, split_margin), len(run)]
             for first, stop in zip(bounds[:-1], bounds[1:]):
-                note_frames, note_values = run[first:stop], values[first:stop]
-                loudest = float(note_values.max())
-                onset = float(frame_to_seconds(note_frames[0]))
-                offset = float(frame_to_seconds(note_frames[-1] + 1))
+                loudest = max(value_list[first:stop])
+                onset, offset = seconds[run[first]], seconds[run[stop - 1] + 1]
                 if loudest < onset_threshold or offset - onset < min_seconds - 1e-9:
                     continue
                 # threshold > 0: every peak has a positive weight
-                pitch = float(weighted_pitch[row, note_frames].sum() / weight[row, note_frames].sum())
-                notes.append(NoteEvent(onset, offset, pitch, velocity_of(loudest), float(note_values.mean())))
+                pitch = float(run_pitch[first:stop].sum() / run_weight[first:stop].sum())
+                velocity = min(127, max(1, round(1 + 126 * loudest)))  # velocity_of, without numpy
+                notes.append(NoteEvent(onset, offset, pitch, velocity, float(values[first:stop].mean())))
     notes.sort(key=lambda note: (note.onset_s, note.pitch_midi))
     return notes
+
+
+#: frames of a salience-gram reduced to semitones at a time (bounds the float64 temporaries)
+_FRAMES_AT_A_TIME = 4096
+
+
+def _semitone_peaks(salience: np.ndarray, threshold: float):
+    """Step 1 of :func:`track_notes`: for every (semitone, frame) with a peak, in the order of
+    semitone then frame, ``(semitone row, frame, strength, weight, weighted pitch)``: the
+    largest peak salience, the sum of the peak saliences, and the sum of each peak's salience
+    times its fractional pitch, in float64.
+
+    A block of frames at a time, and only at the peaks: the temporaries do not grow with the
+    recording. The sums add a group's peaks as ``np.add.reduceat`` over all its bins does
+    (first peak + the sum of the others; the bins without a peak add zeros), so the values are
+    those of the dense computation to the last bit.
+    """
+    n_bins, n_frames = salience.shape
+    midi = bin_to_midi(np.arange(n_bins, dtype=np.float64))
+    semitones = np.rint(midi).astype(np.int64)
+    row_of_bin = np.cumsum(np.r_[0, np.diff(semitones) != 0])  # the bins of a semitone are contiguous
+    parts: list[tuple[np.ndarray, ...]] = []
+    for first in range(0, n_frames, _FRAMES_AT_A_TIME):
+        block = np.asarray(salience[:, first : first + _FRAMES_AT_A_TIME], dtype=np.float64)
+        frames, bins = np.nonzero(peak_mask(block, threshold).T)  # by frame, then bin
+        if not len(frames):
+            continue
+        values, rows = block[bins, frames], row_of_bin[bins]
+        starts = np.flatnonzero(np.r_[True, (frames[1:] != frames[:-1]) | (rows[1:] != rows[:-1])])
+        parts.append((rows[starts], frames[starts] + first, np.maximum.reduceat(values, starts),
+                      np.add.reduceat(values, starts), np.add.reduceat(values * midi[bins], starts)))
+    if not parts:
+        return tuple(np.zeros(0, dtype=dtype) for dtype in (np.int64, np.int64, float, float, float))
+    rows, frames, strength, weight, weighted_pitch = (np.concatenate(column) for column in zip(*parts))
+    order = np.lexsort((frames, rows))
+    return rows[order], frames[order], strength[order], weight[order], weighted_pitch[order]
 
 
 def write_notes_csv(path: str | os.PathLike, notes: list[NoteEvent]) -> None:
@@ -220,6 +251,65 @@ def notes_to_midi(notes: list[NoteEvent], program: int = 0) -> pretty_midi.Prett
                                                      start=float(note.onset_s), end=float(note.offset_s)))
     midi.instruments.append(instrument)
     return midi
+
+
+#: pretty_midi's defaults, which :func:`midi_bytes` follows: ticks per beat, and seconds per tick
+#: at its initial 120 bpm
+_MIDI_RESOLUTION = 220
+_MIDI_TICK_SECONDS = 60.0 / (120.0 * _MIDI_RESOLUTION)
+
+
+def _variable_int(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def midi_bytes(notes: list[NoteEvent], program: int = 0) -> bytes:
+    """The MIDI file of ``notes_to_midi(notes, program).write(...)``, byte for byte, without
+    pretty_midi and mido's per-event objects (several times faster for thousands of notes).
+
+    pretty_midi writes a tempo track (120 bpm, 4/4) and a track of channel 0: the program, then
+    each note's note-on and note-on of velocity 0 at ``round(seconds / tick)`` ticks, sorted by
+    tick then pitch then velocity (so a note's end comes before a new note of that pitch that
+    starts on the same tick), with running status; the track ends a tick after its last event.
+    """
+    events = []  # (tick, pitch * 256 + velocity, pitch, velocity)
+    for note in notes:
+        pitch = int(round(note.pitch_midi))
+        if 0 <= pitch <= 127:
+            velocity = int(note.velocity)
+            for seconds, level in ((float(note.onset_s), velocity), (float(note.offset_s), 0)):
+                tick = int(round(seconds / _MIDI_TICK_SECONDS)) if seconds > 0 else 0
+                events.append((tick, pitch * 256 + level, pitch, level))
+    events.sort(key=lambda event: (event[0], event[1]))  # stable, as pretty_midi's sort
+    track = bytearray(b"\x00\xc0" + bytes([program & 0x7F]))
+    last = 0
+    for position, (tick, _, pitch, level) in enumerate(events):
+        track += _variable_int(tick - last)
+        track += bytes((pitch, level)) if position else bytes((0x90, pitch, level))  # running status
+        last = tick
+    track += _variable_int(1) + b"\xff\x2f\x00"
+    tempo = (b"\x00\xff\x51\x03" + (500000).to_bytes(3, "big") + b"\x00\xff\x58\x04\x04\x02\x18\x08"
+             + b"\x01\xff\x2f\x00")
+    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + (2).to_bytes(2, "big")
+    header += _MIDI_RESOLUTION.to_bytes(2, "big")
+    return (header + b"MTrk" + len(tempo).to_bytes(4, "big") + tempo
+            + b"MTrk" + len(track).to_bytes(4, "big") + bytes(track))
+
+
+def write_notes_midi(path: str | os.PathLike, notes: list[NoteEvent], program: int = 0) -> None:
+    """Write :func:`midi_bytes` atomically: the MIDI file of :func:`notes_to_midi`."""
+    data = midi_bytes(notes, program)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+
+    atomic_write(path, write)
 
 
 def notes_to_mir_eval(notes: list[NoteEvent]) -> tuple[np.ndarray, np.ndarray]:

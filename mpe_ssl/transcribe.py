@@ -1,4 +1,4 @@
-"""Transcribe audio files with a trained system: multi-pitch frames, notes and MIDI per file.
+"""Transcribe audio files with a trained model: multi-pitch frames, notes and MIDI per file.
 
 For each input ``<name>.<ext>`` it writes, atomically (temporary file + rename):
 - ``<name>.multipitch.txt``: mir_eval's multi-pitch text format, one frame per line,
@@ -9,17 +9,22 @@ For each input ``<name>.<ext>`` it writes, atomically (temporary file + rename):
 - ``<name>.mid``: the same notes as MIDI (pitch rounded to a semitone);
 - with ``--salience-png``, ``<name>.salience.png``: the salience-gram with the notes outlined.
 
-Inputs that share a ``<name>`` (``clip.wav``, ``clip.flac``) are written under their full
-file names instead (``clip.wav.multipitch.txt``, ...); two inputs with the same file name are
-refused. A folder input stands for the audio files directly inside it. Frames quieter than
-``--silence-db`` get no notes. The arguments and the output folder are checked before the
-model is loaded; a file that cannot be transcribed gets a one-line error and the others go
-on. A progress bar over the files goes to stderr when it is a terminal.
+The model is the one shipped in the package (:data:`mpe_ssl.pretrained.PACKAGED_MODEL`) or
+``--ckpt``: a model file of ``mpe-ssl export-model`` (read with plain torch) or a Lightning
+checkpoint of an ``MPESystem`` (which imports Lightning). Inputs that share a ``<name>``
+(``clip.wav``, ``clip.flac``) are written under their full file names instead
+(``clip.wav.multipitch.txt``, ...); two inputs with the same file name are refused. A folder
+input stands for the audio files directly inside it. Frames quieter than ``--silence-db`` get
+no notes. The arguments and the output folder are checked before the model is loaded; a file
+that cannot be transcribed gets a one-line error and the others go on. A progress bar over the
+files goes to stderr when it is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import functools
 import math
 import os
 import sys
@@ -29,14 +34,24 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from tqdm import tqdm
+from torch import nn
 
+from mpe_ssl.audio.hcqt import HCQT
 from mpe_ssl.audio.io import load_audio
-from mpe_ssl.callbacks.transcription import write_salience
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.grid import SAMPLE_RATE, num_frames
-from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD
-from mpe_ssl.systems import MPESystem, load_system
+from mpe_ssl.grid import num_frames
+from mpe_ssl.models.timbre_trap import TimbreTrapAE
+from mpe_ssl.pretrained import (
+    DECODE_DEFAULTS,
+    PACKAGED_MODEL,
+    SILENCE_DB,
+    Transcriber,
+    check_decode,
+    load_model,
+    load_transcriber,
+    time_major_twin,
+    write_salience,
+)
 
 #: The end of ``--help`` (``{extensions}``: those a folder input stands for).
 EPILOG = """\
@@ -50,12 +65,23 @@ For each input NAME.EXT it writes into OUT:
 Inputs that share a NAME (clip.wav, clip.flac) are written under their full file
 names instead (OUT/clip.wav.multipitch.txt, ...); two inputs with the same file name
 are refused. A folder stands for the audio files directly inside it, in sorted
-order: {extensions}."""
+order: {extensions}.
+Without --ckpt the model shipped in the package is used ({packaged})."""
 
-#: Frames of context each side of a chunk: more than the model's receptive field in time.
-CONTEXT_FRAMES = 64
-#: Default level (dBFS, RMS around each frame) below which a frame gets no notes.
-SILENCE_DB = -60.0
+#: Frames of context each side of a chunk. ``None`` (the default): the front end's and the
+#: network's receptive fields in time (:func:`receptive_field`), so that chunked transcription
+#: equals transcribing the whole file at once; an int forces that many frames of audio
+#: context each side, all of it through the network (tests set 0 for a negative control).
+CONTEXT_FRAMES: int | None = None
+#: Context (frames each side) of a front end or network whose receptive field is not known here.
+FALLBACK_CONTEXT_FRAMES = 64
+#: Frames computed per chunk: with the network's context (2 x 50 frames) it runs on windows of
+#: 1024 frames, about its fastest per frame on CPU (its activations stay in the caches; longer
+#: windows are no faster and take more memory), and memory does not grow with the file's length.
+CHUNK_FRAMES = 924
+#: Frames per chunk of the first pass (the whole recording's largest HCQT magnitude), which keeps
+#: nothing of a chunk: longer chunks, less context computed twice.
+PEAK_CHUNK_FRAMES = 4096
 #: Extensions of the audio files that a folder input stands for (lower case, no dot), when
 #: soundfile can read their format here.
 AUDIO_EXTENSIONS = {
@@ -64,60 +90,220 @@ AUDIO_EXTENSIONS = {
 }
 
 
-@torch.no_grad()
-def transcribe_audio(system: MPESystem, audio: np.ndarray, chunk_seconds: float = 30.0) -> torch.Tensor:
-    """Salience of a whole recording, computed in chunks with context on both sides.
+# ------------------------------------------------------------------------------ chunks
+def frontend_receptive_field(frontend: nn.Module) -> int | None:
+    """Frames each side of frame ``t`` whose audio reaches the front end's frame ``t``, or None
+    when that is not known (a front end other than :class:`~mpe_ssl.audio.HCQT`).
 
-    Args:
-        system: a trained system in eval mode.
-        audio: ``(samples,)`` mono float32 at the grid's sample rate.
-        chunk_seconds: length of each chunk (bounds memory for long files).
-
-    Returns:
-        salience ``(bins, frames)`` in [0, 1], ``frames == num_frames(samples)``.
+    HCQT: a bin computed at decimation level ``j`` convolves ``2 * half_j + 1`` samples of that
+    level (``half_j * 2**j`` samples at the full rate each side), and each sample of level ``j``
+    has been through ``j`` zero-phase low-pass filters of ``taps // 2`` samples each side at the
+    rates ``1, 1/2, ..., 1/2**(j-1)``: ``(taps // 2) * (2**j - 1)`` more samples. Exact: the
+    support of every filter, not where its taps become small.
     """
-    device = next(system.parameters()).device
-    hop = system.frontend.hop_length
-    total = num_frames(len(audio))
-    chunk = max(1, int(chunk_seconds * SAMPLE_RATE / hop))
-    pieces = []
+    if not isinstance(frontend, HCQT):
+        return None
+    reach = frontend._lowpass.shape[-1] // 2
+    samples = max(frontend._level_half[j] * 2**j + reach * (2**j - 1)
+                  for j in range(frontend.num_levels) if frontend._level_sizes[j])
+    return math.ceil(samples / frontend.hop_length)
+
+
+def network_receptive_field(network: nn.Module) -> int | None:
+    """Feature frames each side of frame ``t`` that reach the network's output frame ``t``, or
+    None when that is not known (a network other than :class:`~mpe_ssl.models.TimbreTrapAE`,
+    or one that strides in time).
+
+    TimbreTrapAE is a chain of convolutions (never strided in time) and per-frame layer norms,
+    so its reach is the sum of ``(kernel - 1) // 2 * dilation`` over the time axis of its
+    convolutions: 1 (input conv) + 8 x (1 + 2 + 3) (the dilated residual stacks of the encoder
+    and decoder) + 1 (output conv) = 50 frames with the default 4 blocks.
+    """
+    if not isinstance(network, TimbreTrapAE):
+        return None
+    frames = 0
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            if module.stride[-1] != 1:
+                return None
+            frames += (module.kernel_size[-1] - 1) // 2 * module.dilation[-1]
+    return frames
+
+
+def receptive_field(model: nn.Module) -> tuple[int, int]:
+    """``(front end, network)``: the frames each side that :func:`transcribe_audio` gives each
+    chunk, :data:`FALLBACK_CONTEXT_FRAMES` for a part whose receptive field is not known."""
+    frontend, network = frontend_receptive_field(model.frontend), network_receptive_field(model.network)
+    return (FALLBACK_CONTEXT_FRAMES if frontend is None else frontend,
+            FALLBACK_CONTEXT_FRAMES if network is None else network)
+
+
+def _windows(total: int, chunk: int, network_context: int, frontend_context: int):
+    """``(start, stop, ws, we, hs, he)`` of each chunk: the frames ``[start, stop)`` (chunks
+    tile the recording) come out of the network run on the frames ``[ws, we)``, whose features
+    come from the front end run on the frames ``[hs, he)``.
+
+    Every window has the same length (``chunk + 2 network_context`` frames for the network, and
+    ``frontend_context`` more each side for the front end) unless the recording is shorter:
+    windows at its edges are shifted inwards instead of cut, so that every call has one shape
+    (oneDNN prepares its kernels once per shape) and every chunk is at least a receptive field
+    from the edges of its windows that are not the recording's.
+    """
+    network_window = chunk + 2 * network_context
+    frontend_window = network_window + 2 * frontend_context
     for start in range(0, total, chunk):
         stop = min(total, start + chunk)
-        left = max(0, start - CONTEXT_FRAMES)
-        right = min(total, stop + CONTEXT_FRAMES)
-        excerpt = torch.from_numpy(audio[left * hop : right * hop]).to(device)
-        salience = system.salience(excerpt.unsqueeze(0))[0]
-        pieces.append(salience[:, start - left : stop - left].cpu())
-    return torch.cat(pieces, dim=-1)
+        ws = min(max(0, start - network_context), max(0, total - network_window))
+        we = min(total, ws + network_window)
+        hs = min(max(0, ws - frontend_context), max(0, total - frontend_window))
+        he = min(total, hs + frontend_window)
+        yield start, stop, ws, we, hs, he
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows, musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Hand the pages that the C heap holds free back to the system (glibc's ``malloc_trim``):
+    without it the freed activations of a chunk stay resident under the decoding that follows."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@torch.inference_mode()
+def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int = CHUNK_FRAMES) -> torch.Tensor:
+    """Salience of a whole recording, computed in chunks with context on both sides.
+
+    The result does not depend on ``chunk_frames``: with an :class:`~mpe_ssl.audio.HCQT` front
+    end it equals the salience of the whole file in one excerpt, up to float rounding, because
+
+    * each chunk gets the front end's and the network's receptive fields as context
+      (:func:`receptive_field`): the audio of ``front end + network`` frames each side, its
+      features cut to ``network`` frames each side before the network runs;
+    * the HCQT's dB scale is relative to the largest magnitude of the whole recording (as the
+      whole file in one excerpt has it), found by a first pass of the front end over the chunks
+      when there is more than one (:meth:`HCQT.peak_power <mpe_ssl.audio.HCQT.peak_power>`);
+    * chunks start on frames, i.e. on multiples of ``hop_length`` samples, which the HCQT's
+      decimation by ``2**levels`` divides.
+
+    A :class:`~mpe_ssl.models.TimbreTrapAE` runs as its time-major twin
+    (:func:`mpe_ssl.pretrained.time_major_twin`, the same logits 1.5x faster on CPU). Memory is
+    bounded by one chunk's features and activations plus the ``(bins, frames)`` float32 result.
+
+    Args:
+        model: a :class:`~mpe_ssl.pretrained.Transcriber` or a trained ``MPESystem`` (anything
+            with a ``frontend`` and a ``network``), in eval mode.
+        audio: ``(samples,)`` mono float32 at the grid's sample rate.
+        chunk_frames: frames computed per chunk (bounds memory for long files).
+
+    Returns:
+        salience ``(bins, frames)`` in [0, 1] on the CPU, ``frames == num_frames(samples)``.
+    """
+    frontend, network = model.frontend, model.network
+    device = next(network.parameters()).device
+    hop = frontend.hop_length
+    total = num_frames(len(audio))
+    chunk = max(1, int(chunk_frames))
+    hcqt = isinstance(frontend, HCQT)
+    if CONTEXT_FRAMES is None:
+        frontend_context, network_context = receptive_field(model)
+    else:  # forced: that much audio each side, all of it through the network
+        frontend_context, network_context = 0, CONTEXT_FRAMES
+    twin = None
+    if hcqt:
+        twin = model.time_major_network() if isinstance(model, Transcriber) else time_major_twin(network)
+
+    def excerpt(hs: int, he: int) -> torch.Tensor:
+        """The audio of the frames ``[hs, he)``: ``he - hs`` frames (the sample that would make
+        one more is left out), all of the rest at the recording's end."""
+        samples = audio[hs * hop :] if he >= total else audio[hs * hop : he * hop - 1]
+        return torch.from_numpy(samples).to(device)[None]
+
+    reference_power = None
+    if hcqt and total > chunk:  # first pass: the largest magnitude of the whole recording
+        reference_power = torch.zeros((), device=device)
+        for start, stop, _, _, hs, he in _windows(total, max(chunk, PEAK_CHUNK_FRAMES), 0, frontend_context):
+            peak = frontend.peak_power(excerpt(hs, he), start - hs, stop - hs)[0]
+            reference_power = torch.maximum(reference_power, peak)
+
+    salience = torch.empty(0)
+    for start, stop, ws, we, hs, he in _windows(total, chunk, network_context, frontend_context):
+        with torch.autocast(device_type=device.type, enabled=False):
+            if twin is not None:  # (1, frames, bins, harmonics) -> logits (1, frames, bins)
+                frames = frontend.unit_frames(excerpt(hs, he), reference_power, ws - hs, we - hs)
+                piece = torch.sigmoid_(twin(frames)[0, start - ws : stop - ws]).t()
+                del frames
+            else:
+                features = frontend(excerpt(hs, he), reference_power) if hcqt else frontend(excerpt(hs, he).float())
+                logits = network(features[..., ws - hs : we - hs])
+                piece = torch.sigmoid(logits)[0, :, start - ws : stop - ws]
+                del features, logits
+        if not salience.numel():  # filled in place: no list of pieces and no concatenated copy
+            with torch.inference_mode(False):  # a normal tensor: the silence gate zeroes it in place
+                salience = torch.empty(piece.shape[0], total, dtype=torch.float32)
+        salience[:, start:stop] = piece
+    release_freed_memory()
+    return salience
 
 
 def transcribe_file(
-    system: MPESystem,
+    model: Transcriber,
     audio_path: Path,
     out_dir: Path,
     threshold: float | None = None,
     name: str | None = None,
-    silence_db: float = SILENCE_DB,
-    onset_threshold: float = ONSET_THRESHOLD,
-    min_note_ms: float = MIN_NOTE_MS,
+    silence_db: float | None = None,
+    onset_threshold: float | None = None,
+    min_note_ms: float | None = None,
     salience_png: bool = False,
 ) -> list[Path]:
     """Transcribe one file into ``out_dir``; returns the paths written.
 
     Args:
-        threshold: salience threshold of the peak picking, of frames and of notes alike
-            (default: the system's).
+        threshold: salience threshold of the peak picking, of frames and of notes alike.
         name: the outputs' name (default: the file name without its extension).
         silence_db: frames whose level (RMS around the frame, dBFS) is below it get zero
             salience before peak picking, so no notes; ``-inf`` turns the gate off.
         onset_threshold, min_note_ms: of the note tracker (:func:`mpe_ssl.notes.track_notes`).
         salience_png: also draw ``<name>.salience.png``.
+
+    The decode settings left None are the model's (``model.decode``).
     """
+    given = {"threshold": threshold, "silence_db": silence_db, "onset_threshold": onset_threshold,
+             "min_note_ms": min_note_ms}
+    decode = {**DECODE_DEFAULTS, **getattr(model, "decode", {}),
+              **{key: value for key, value in given.items() if value is not None}}
     audio = load_audio(audio_path)
-    return write_salience(out_dir, audio_path.stem if name is None else name, transcribe_audio(system, audio), audio,
-                          threshold=system.hparams.threshold if threshold is None else threshold,
-                          silence_db=silence_db, onset_threshold=onset_threshold, min_note_ms=min_note_ms,
-                          salience_png=salience_png)
+    return write_salience(out_dir, audio_path.stem if name is None else name, transcribe_audio(model, audio), audio,
+                          salience_png=salience_png, in_place=True, **decode)
+
+
+def load_system(path: str | os.PathLike | None, map_location: str | torch.device = "cpu") -> Transcriber:
+    """The model of ``--ckpt``: a model file of ``mpe-ssl export-model`` (plain torch), or a
+    Lightning checkpoint of an ``MPESystem`` (imports Lightning); None: the packaged model.
+
+    Raises:
+        MpeSslError: no packaged model is installed, or the file is missing, unreadable or of
+            another kind (one line that names it).
+    """
+    if path is None:
+        check_packaged_model()
+        return load_model(PACKAGED_MODEL, map_location)
+    return load_transcriber(path, map_location)
+
+
+def check_packaged_model() -> None:
+    """Raises MpeSslError (one line) when the package holds no model."""
+    if not PACKAGED_MODEL.is_file():
+        raise MpeSslError(f"no packaged model: {PACKAGED_MODEL} is not installed; pass --ckpt PATH (a model "
+                          "file of 'mpe-ssl export-model' or a checkpoint of 'mpe-ssl fit')")
 
 
 def audio_extensions() -> list[str]:
@@ -219,53 +405,54 @@ def check_device(name: str) -> torch.device:
 
 
 def main(argv: list[str]) -> int:
-    """``mpe-ssl transcribe AUDIO... --ckpt PATH --out DIR``; returns the exit status."""
+    """``mpe-ssl transcribe AUDIO... [--ckpt PATH] [--out DIR]``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="mpe-ssl transcribe",
         description=__doc__.splitlines()[0],
-        epilog=EPILOG.format(extensions=" ".join(f".{ext}" for ext in audio_extensions())),
+        epilog=EPILOG.format(extensions=" ".join(f".{ext}" for ext in audio_extensions()),
+                             packaged=PACKAGED_MODEL if PACKAGED_MODEL.is_file() else "not installed here"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("audio", nargs="+", type=Path, metavar="AUDIO",
                         help="audio files (any sample rate, any channels) or folders of them")
-    parser.add_argument("--ckpt", required=True, metavar="PATH", help="checkpoint of a trained mpe-ssl system")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
+    parser.add_argument("--ckpt", default=None, metavar="PATH",
+                        help="model file of 'mpe-ssl export-model' or checkpoint of 'mpe-ssl fit' "
+                             "(default: the model shipped in the package)")
+    parser.add_argument("--out", default=Path("."), type=Path, metavar="DIR",
+                        help="output folder (created if missing; default: the current folder)")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
-                        help="salience threshold of the peak picking, in (0, 1) (default: the system's)")
-    parser.add_argument("--silence-db", type=float, default=SILENCE_DB, metavar="DB",
+                        help="salience threshold of the peak picking, in (0, 1) (default: the model's)")
+    parser.add_argument("--silence-db", type=float, default=None, metavar="DB",
                         help="frames whose level (RMS around the frame, dBFS) is below DB get no notes "
-                             f"(default: {SILENCE_DB:g}; --silence-db=-inf turns this off)")
-    parser.add_argument("--onset-threshold", type=float, default=ONSET_THRESHOLD, metavar="T",
+                             f"(default: the model's, {SILENCE_DB:g} unless exported otherwise; "
+                             "--silence-db=-inf turns this off)")
+    parser.add_argument("--onset-threshold", type=float, default=None, metavar="T",
                         help="salience that a note must reach at least once, in (0, 1) "
-                             f"(default: {ONSET_THRESHOLD:g})")
-    parser.add_argument("--min-note-ms", type=float, default=MIN_NOTE_MS, metavar="MS",
-                        help=f"shortest note kept, in ms, at least 0 (default: {MIN_NOTE_MS:g}, about 5 frames)")
+                             f"(default: the model's, {DECODE_DEFAULTS['onset_threshold']:g} unless exported otherwise)")
+    parser.add_argument("--min-note-ms", type=float, default=None, metavar="MS",
+                        help="shortest note kept, in ms, at least 0 (default: the model's, "
+                             f"{DECODE_DEFAULTS['min_note_ms']:g} unless exported otherwise, about 5 frames)")
     parser.add_argument("--salience-png", action="store_true",
                         help="also write NAME.salience.png: the salience-gram with the notes outlined")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device of the model: cpu, cuda, cuda:1, ... (default here: %(default)s)")
     args = parser.parse_args(argv)
-    if args.threshold is not None and not 0 < args.threshold < 1:
-        raise MpeSslError(f"--threshold {args.threshold:g}: must be in (0, 1)")
-    if math.isnan(args.silence_db) or args.silence_db > 0:
-        raise MpeSslError(f"--silence-db {args.silence_db:g}: must be a level in dBFS, at most 0")
-    if not 0 < args.onset_threshold < 1:
-        raise MpeSslError(f"--onset-threshold {args.onset_threshold:g}: must be in (0, 1)")
-    if not (math.isfinite(args.min_note_ms) and args.min_note_ms >= 0):
-        raise MpeSslError(f"--min-note-ms {args.min_note_ms:g}: must be a duration in ms, at least 0")
+    check_decode(args.threshold, args.silence_db, args.onset_threshold, args.min_note_ms)
+    if args.ckpt is None:
+        check_packaged_model()
     device = check_device(args.device)
     inputs = expand_inputs(args.audio)
     names = output_names(inputs)
     check_out_dir(args.out)
-    system = load_system(args.ckpt, map_location=device)
-    if not isinstance(system, MPESystem):
-        raise MpeSslError(f"{args.ckpt}: a {type(system).__name__} checkpoint, not a multi-pitch system (MPESystem)")
+    model = load_system(args.ckpt, map_location=device)
+    from tqdm import tqdm
+
     failures = 0
     # tqdm.write prints above the bar (which is only drawn when stderr is a terminal)
     for path, name in tqdm(list(zip(inputs, names)), desc="transcribe", unit="file", file=sys.stderr,
                            disable=None, dynamic_ncols=True):
         try:
-            written = transcribe_file(system, path, args.out, args.threshold, name, args.silence_db,
+            written = transcribe_file(model, path, args.out, args.threshold, name, args.silence_db,
                                       args.onset_threshold, args.min_note_ms, args.salience_png)
             tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}", file=sys.stdout)
         except MpeSslError as error:

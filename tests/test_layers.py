@@ -16,8 +16,9 @@ LAYERS = [
     ("transforms", "models"),
     ("losses", "metrics"),
     ("systems",),
+    ("pretrained",),  # the packaged model; imports the systems only to export a checkpoint
     ("callbacks",),
-    ("transcribe", "separate"),
+    ("transcribe", "separate", "pseudo_label"),
     ("cli", "demo"),
     ("__main__",),
 ]

@@ -277,3 +277,139 @@ def test_a_folder_without_audio_files_is_a_one_line_error(tmp_path, monkeypatch,
     (folder / "notes.txt").write_text("not audio")
     status, _, errors = _run(capsys, folder, "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out")
     assert status == 2 and len(errors) == 1 and str(folder) in errors[0]
+
+
+# ----------------------------------------------------------------- chunks without seams
+@pytest.fixture(scope="module")
+def tiny_model(tiny_checkpoint):
+    from mpe_ssl.pretrained import load_transcriber
+
+    return load_transcriber(tiny_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def chords() -> np.ndarray:
+    """About 8 s of chords of unequal lengths, louder and quieter: with 86-frame chunks the
+    middle chunks' context (2 x 193 frames) is cut on both sides."""
+    parts = [(0.5, [220.0, 330.0], 1.3), (0.2, [261.6, 392.0, 523.3], 1.7), (1.0, [98.0, 146.8], 1.1),
+             (0.05, [440.0], 0.9), (0.7, [174.6, 220.0, 261.6, 349.2], 1.6), (0.3, [82.4, 123.5], 1.4)]
+    return np.concatenate([level * tone(pitches, seconds) for level, pitches, seconds in parts]).astype(np.float32)
+
+
+def _borders(total: int, chunk: int) -> np.ndarray:
+    borders = np.arange(chunk, total, chunk)
+    return np.unique(np.concatenate([borders - 2, borders - 1, borders, borders + 1]))
+
+
+def test_receptive_fields_are_worked_out_from_the_layers(tiny_model):
+    from mpe_ssl.transcribe import receptive_field
+
+    # level 8 (86 Hz): kernel half 16 samples = 4096 at 22050 Hz, plus 8 cascaded 255-tap
+    # decimation filters: 127 * (2**8 - 1) = 32385 samples; 36481 / 256 -> 143 frames.
+    # Network: input conv 1 + 8 residual stacks of dilations 1, 2, 3 + output conv 1.
+    assert receptive_field(tiny_model) == (143, 50)
+
+
+def test_chunked_transcription_equals_the_whole_file_at_once(tiny_model, chords):
+    from mpe_ssl.transcribe import transcribe_audio
+
+    whole = transcribe_audio(tiny_model, chords, chunk_frames=10**6)
+    with torch.no_grad():  # the plain model on the whole file: what the chunks must give
+        plain = tiny_model.salience(torch.from_numpy(chords)[None])[0]
+    assert (whole - plain).abs().max() < 1e-5
+    chunked = transcribe_audio(tiny_model, chords, chunk_frames=86)
+    assert chunked.shape == whole.shape == (440, num_frames(len(chords)))
+    # float32 rounding of the HCQT's decimation differs between excerpts: about 1e-4 at most
+    assert (chunked - whole).abs().max() < 1e-3
+    assert whole.max() > 0.5 and len(_borders(whole.shape[1], 86)) >= 4 * 7
+
+
+def test_without_context_the_chunk_borders_show(tiny_model, chords, monkeypatch):
+    """Negative control: the same chunks without context differ at their borders."""
+    import mpe_ssl.transcribe as transcribe
+
+    whole = transcribe.transcribe_audio(tiny_model, chords, chunk_frames=10**6)
+    monkeypatch.setattr(transcribe, "CONTEXT_FRAMES", 0)
+    seamed = transcribe.transcribe_audio(tiny_model, chords, chunk_frames=86)
+    assert (seamed - whole).abs().amax(dim=0)[_borders(whole.shape[1], 86)].max() > 1e-2
+
+
+@pytest.mark.parametrize("samples", [255, int(0.3 * 22050), 3 * 86 * 256 - 256, 3 * 86 * 256, 2 * 86 * 256 + 1001])
+def test_every_length_gets_its_frames(tiny_model, samples):
+    from mpe_ssl.transcribe import transcribe_audio
+
+    audio = tone([196.0, 293.7], samples / 22050 + 1.0)[:samples]
+    chunked = transcribe_audio(tiny_model, audio, chunk_frames=86)
+    assert chunked.shape == (440, num_frames(samples))
+    assert (chunked - transcribe_audio(tiny_model, audio, chunk_frames=10**6)).abs().max() < 1e-3
+
+
+def test_a_lightning_system_and_its_transcriber_transcribe_alike(tiny_checkpoint, tiny_model, chords):
+    """transcribe_audio takes a system too (the network as it is, no time-major twin there)."""
+    from mpe_ssl.systems import load_system
+    from mpe_ssl.transcribe import transcribe_audio
+
+    system = load_system(tiny_checkpoint)
+    assert (transcribe_audio(system, chords) - transcribe_audio(tiny_model, chords)).abs().max() < 1e-5
+
+
+# ----------------------------------------------------------------- decoding long files
+def _dense_semitone_notes(salience, threshold):
+    """The note tracker's first step as it was: dense float64 reductions over all bins."""
+    from mpe_ssl.grid import bin_to_midi
+    from mpe_ssl.notes import peak_mask
+
+    salience = np.asarray(salience, dtype=np.float64)
+    peaks = peak_mask(salience, threshold)
+    midi = bin_to_midi(np.arange(salience.shape[0], dtype=np.float64))
+    starts = np.flatnonzero(np.r_[True, np.diff(np.rint(midi)) != 0])
+    peak_salience = np.where(peaks, salience, 0.0)
+    present = np.logical_or.reduceat(peaks, starts, axis=0)
+    rows, frames = np.nonzero(present)
+    return (rows, frames, np.maximum.reduceat(peak_salience, starts, axis=0)[rows, frames],
+            np.add.reduceat(peak_salience, starts, axis=0)[rows, frames],
+            np.add.reduceat(peak_salience * midi[:, None], starts, axis=0)[rows, frames])
+
+
+@pytest.mark.parametrize("kind", ["random", "alternate bins"])
+def test_sparse_note_tables_equal_the_dense_ones_to_the_last_bit(kind):
+    from mpe_ssl.notes import _semitone_peaks
+
+    rng = np.random.default_rng(0)
+    salience = rng.random((440, 9000)) ** 3
+    if kind == "alternate bins":  # up to 3 peaks in one semitone's 5 bins
+        salience[1::2] *= 0.2
+    for threshold in (0.2, 0.5):
+        sparse, dense = _semitone_peaks(salience, threshold), _dense_semitone_notes(salience, threshold)
+        assert all(np.array_equal(a, b) for a, b in zip(sparse, dense))
+
+
+def test_multipitch_frames_equal_the_metrics_peak_picking():
+    from mpe_ssl.formats import salience_to_multipitch
+    from mpe_ssl.metrics.multipitch import salience_to_multipitch as metrics_multipitch
+
+    rng = np.random.default_rng(1)
+    salience = torch.from_numpy(rng.random((440, 5000)).astype(np.float32) ** 3)
+    salience[1::2] *= 0.2
+    for args in ((salience, 0.5), (salience.numpy().astype(np.float64), 0.3, "bin"), (salience[:, :0], 0.5)):
+        ours, theirs = salience_to_multipitch(*args), metrics_multipitch(*args)
+        assert np.array_equal(ours[0], theirs[0]) and len(ours[1]) == len(theirs[1])
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(ours[1], theirs[1]))
+
+
+def test_midi_files_are_pretty_midis_byte_for_byte():
+    import io
+
+    from mpe_ssl.notes import NoteEvent, midi_bytes, notes_to_midi
+
+    rng = np.random.default_rng(2)
+    onsets = np.sort(rng.random(300) * 60)
+    cases = [[], [NoteEvent(0.0, 0.5, 60, 100, 0.9), NoteEvent(0.5, 1.0, 60, 90, 0.9), NoteEvent(0.5, 0.7, 64, 1, 0.9),
+                  NoteEvent(0.25, 0.5, 130.0, 10, 0.9), NoteEvent(-0.1, 0.0023, 61.4, 127, 0.5)],
+             [NoteEvent(float(a), float(a + rng.random() + 0.01), float(rng.integers(-3, 131) + rng.random() - 0.5),
+                        int(rng.integers(1, 128)), 0.5) for a in onsets]]
+    for notes in cases:
+        for program in (0, 41):
+            expected = io.BytesIO()
+            notes_to_midi(notes, program).write(expected)
+            assert midi_bytes(notes, program) == expected.getvalue()

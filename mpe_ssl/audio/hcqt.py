@@ -66,6 +66,8 @@ _PASSBAND_FRACTION = 0.9
 FILTER_SCALES = ("sqrt_length", "length")
 # Block length of the overlap-save FFT convolution used for decimation.
 _DECIMATE_FFT = 4096
+# Frames transposed at a time by HCQT.unit_frames.
+_TRANSPOSE_FRAMES = 256
 
 
 def magnitude_to_decibels(magnitude: Tensor, db_floor: float = -80.0) -> Tensor:
@@ -125,6 +127,23 @@ def _wavelets(freqs: np.ndarray, lengths: np.ndarray, sr: float, half: int) -> n
     return sig / np.abs(sig).sum(axis=1, keepdims=True)
 
 
+def _lowpass_filter(taps: int, band_center: float, transition: float) -> np.ndarray:
+    """nnAudio's ``create_lowpass_filter(band_center, taps, transition)`` in numpy alone.
+
+    The same design (scipy's ``firwin2``: gain 1 up to ``band_center / (1 + transition)``,
+    0 from ``band_center * (1 + transition)``, frequency sampling on ``1 + 2**ceil(log2 taps)``
+    points, symmetric Hamming window), rounded to float32 as nnAudio returns it; identical to it
+    (tests/test_pretrained.py) without importing scipy.signal, which costs 0.7 s at start-up.
+    """
+    freq = [0.0, band_center / (1 + transition), band_center * (1 + transition), 1.0]
+    n_freqs = 1 + 2 ** int(math.ceil(math.log2(taps)))
+    x = np.linspace(0.0, 1.0, n_freqs)
+    response = np.interp(x, freq, [1.0, 1.0, 0.0, 0.0]) * np.exp(-(taps - 1) / 2.0 * 1j * np.pi * x)
+    angle = np.linspace(-np.pi, np.pi, taps)
+    window = 0.54 * np.cos(0.0 * angle) + 0.46 * np.cos(angle)
+    return (np.fft.irfft(response)[:taps] * window).astype(np.float32)
+
+
 class HCQT(nn.Module):
     """Harmonic VQT of a batch of mono audio, log-scaled to ``[0, 1]``.
 
@@ -162,8 +181,6 @@ class HCQT(nn.Module):
         filter_scale: str = "sqrt_length",
     ) -> None:
         super().__init__()
-        from nnAudio.utils import create_lowpass_filter
-
         if filter_scale not in FILTER_SCALES:
             raise ValueError(f"filter_scale must be one of {FILTER_SCALES}, got {filter_scale!r}")
         if int(hop_length) != hop_length or hop_length < 1:
@@ -272,16 +289,24 @@ class HCQT(nn.Module):
                 f"_kernels_{j}", torch.tensor(kern, dtype=torch.float32), persistent=False
             )
         perm = np.concatenate(order)  # row r of the stacked output is bin perm[r]
-        inv = np.empty_like(perm)
+        inv = np.empty(n_computed + 1, dtype=np.int64)
         inv[perm] = np.arange(n_computed)
-        self.register_buffer("_unpermute", torch.tensor(inv, dtype=torch.long), persistent=False)
+        inv[n_computed] = n_computed  # the all-zero row after the stacked ones
+        # output row (harmonic, bin) <- stacked row: one gather from the levels' stacked rows
+        self.register_buffer(
+            "_stacked_gather", torch.tensor(inv[gather.reshape(-1)], dtype=torch.long), persistent=False
+        )
+        # the same, bin-major: entry (bin, harmonic) of a time-major frame (see unit_frames)
+        self.register_buffer(
+            "_frame_gather", torch.tensor(inv[gather.T.reshape(-1)], dtype=torch.long), persistent=False
+        )
+        #: every computed bin is some harmonic's bin: the peak of the stacked rows is the output's
+        self._all_gathered = bool(np.isin(np.arange(n_computed), gather).all())
         self.register_buffer(
             "_scale", torch.tensor(scale[perm], dtype=torch.float32), persistent=False
         )
 
-        lowpass = create_lowpass_filter(
-            band_center=0.5, kernelLength=_LOWPASS_TAPS, transitionBandwidth=0.001
-        ).astype(np.float64)
+        lowpass = _lowpass_filter(_LOWPASS_TAPS, band_center=0.5, transition=0.001).astype(np.float64)
         lowpass /= lowpass.sum()  # unit DC gain
         self.register_buffer(
             "_lowpass", torch.tensor(lowpass, dtype=torch.float32)[None, None], persistent=False
@@ -324,6 +349,52 @@ class HCQT(nn.Module):
         full = torch.fft.irfft(spec, n_fft)[..., taps - 1 :].flatten(-2)
         return full[..., taps // 2 : taps // 2 + n : 2]
 
+    def _stacked(self, audio: Tensor) -> Tensor:
+        """Magnitudes of the computed bins, in the levels' order, plus an all-zero last row:
+        ``(batch, n_computed_bins + 1, frames)`` float32 (the rows that :meth:`magnitudes`
+        gathers into harmonics; computing the dB scale on them before that gather touches
+        half the values)."""
+        x = self._check_audio(audio)
+        stacked = x.new_empty(x.shape[0], self.n_computed_bins + 1, self.num_frames(x.shape[-1]))
+        rows = 0
+        for _, magnitude in self._level_magnitudes(x, stacked):
+            rows += magnitude.shape[1]
+        stacked[:, :rows].mul_(self._scale[:, None])
+        stacked[:, rows].zero_()
+        return stacked
+
+    def _level_magnitudes(self, audio: Tensor, out: Tensor | None = None):
+        """Per decimation level with bins: ``(rows of those bins in the stacked order, their
+        unscaled magnitudes (batch, bins of the level, frames))``, written into ``out``'s rows
+        when given."""
+        x = self._check_audio(audio)
+        n_frames = self.num_frames(x.shape[-1])
+        x = x[:, None, :]
+        row = 0
+        for j in range(self.num_levels):
+            if j > 0:
+                x = self._decimate(x)
+            if self._level_sizes[j] == 0:
+                continue
+            hop_j = self.hop_length // 2**j
+            half = self._level_half[j]
+            # centred frames: frame t is centred on sample t * hop_j of this level.
+            need = (n_frames - 1) * hop_j + 2 * half + 1
+            right = max(need - half - x.shape[-1], 0)
+            # the samples past `need` reach no frame: cut, the conv's shape depends on the frames only
+            xp = F.pad(x, (half, right))[..., :need]
+            y = F.conv1d(xp, getattr(self, f"_kernels_{j}"), stride=hop_j)
+            # rows 0..m-1 real, m..2m-1 imaginary part -> |.| over that pair
+            size = self._level_sizes[j]
+            rows = slice(row, row + size)
+            yield rows, torch.hypot(y[:, :size], y[:, size:], out=None if out is None else out[:, rows])
+            row += size
+
+    def _gather_harmonics(self, stacked: Tensor) -> Tensor:
+        """``(batch, n_computed_bins + 1, frames)`` -> ``(batch, harmonics, n_bins, frames)``."""
+        batch, _, n_frames = stacked.shape
+        return stacked.index_select(1, self._stacked_gather).reshape(batch, len(self.harmonics), self.n_bins, n_frames)
+
     def magnitudes(self, audio: Tensor) -> Tensor:
         """Linear HCQT magnitudes.
 
@@ -337,43 +408,64 @@ class HCQT(nn.Module):
             about ``sqrt(filter length in samples) / 2``); ``frames =
             1 + samples // hop_length``; bins at or above Nyquist are exactly 0.
         """
-        x = self._check_audio(audio)
-        batch, n = x.shape
-        n_frames = self.num_frames(n)
-        x = x[:, None, :]
-        outs: list[Tensor] = []
-        for j in range(self.num_levels):
-            if j > 0:
-                x = self._decimate(x)
-            if self._level_sizes[j] == 0:
-                continue
-            hop_j = self.hop_length // 2**j
-            half = self._level_half[j]
-            # centred frames: frame t is centred on sample t * hop_j of this level.
-            need = (n_frames - 1) * hop_j + 2 * half + 1
-            right = max(need - half - x.shape[-1], 0)
-            xp = F.pad(x, (half, right))
-            y = F.conv1d(xp, getattr(self, f"_kernels_{j}"), stride=hop_j)[..., :n_frames]
-            # rows 0..m-1 real, m..2m-1 imaginary part -> |.| over that pair
-            outs.append(torch.hypot(*y.unflatten(1, (2, -1)).unbind(1)))
-        mag = torch.cat(outs, dim=1) * self._scale[:, None]
-        mag = mag[:, self._unpermute]
-        mag = torch.cat([mag, mag.new_zeros(batch, 1, n_frames)], dim=1)
-        mag = mag[:, self._gather].reshape(batch, len(self.harmonics), self.n_bins, n_frames)
-        return mag
+        return self._gather_harmonics(self._stacked(audio))
 
-    def forward(self, audio: Tensor) -> Tensor:
+    def peak_power(self, audio: Tensor, first: int = 0, stop: int | None = None) -> Tensor:
+        """The largest squared magnitude of each item over the frames ``[first, stop)``:
+        ``(batch,)``, what :meth:`forward` scales to 0 dB (``magnitudes(audio)[..., first:stop]
+        .square()`` 's maximum over harmonics, bins and frames, without computing the dB)."""
+        if not self._all_gathered:
+            return self._gather_harmonics(self._stacked(audio)[..., first:stop]).flatten(1).amax(dim=1).square()
+        peak = None
+        for level, magnitude in self._level_magnitudes(audio):  # no stacked copy: level by level
+            scaled = magnitude[..., first:stop].mul_(self._scale[level, None]).flatten(1).amax(dim=1)
+            peak = scaled if peak is None else torch.maximum(peak, scaled)
+        return peak.square()
+
+    def _unit_stacked(self, audio: Tensor, reference_power: Tensor | float | None) -> Tensor:
+        """:meth:`_stacked` on the ``[0, 1]`` log scale, in place: the operations of
+        :func:`magnitude_to_unit`, in the same order (so the same values)."""
+        stacked = self._stacked(audio)
+        batch = stacked.shape[0]
+        if reference_power is None:
+            peaks = stacked if self._all_gathered else self._gather_harmonics(stacked)
+            reference_power = peaks.flatten(1).amax(dim=1).square()
+        reference = torch.as_tensor(reference_power, dtype=torch.float32, device=stacked.device)
+        reference = reference.expand(batch).reshape(batch, 1, 1)
+        power = stacked.square_()
+        power.div_(reference.clamp_min(torch.finfo(torch.float32).tiny))
+        decibels = power.clamp_min_(10.0 ** (self.db_floor / 10.0)).log10_().mul_(10.0)
+        return decibels.div_(abs(self.db_floor)).add_(1.0).clamp_(0.0, 1.0)
+
+    def forward(self, audio: Tensor, reference_power: Tensor | float | None = None) -> Tensor:
         """HCQT on the ``[0, 1]`` log scale.
 
         Args:
             audio: ``(batch, samples)`` float mono audio.
+            reference_power: ``(batch,)`` or a scalar: the squared magnitude that is 0 dB
+                instead of each item's own largest one (e.g. a whole recording's, from
+                :meth:`peak_power`, when the item is an excerpt of it).
 
         Returns:
             ``(batch, len(harmonics), n_bins, frames)`` float32 in ``[0, 1]``:
             ``1 + dB / |db_floor|`` with dB the power relative to the item's maximum over all
             harmonics, bins and frames, floored at ``db_floor``. Silence gives all 0.
         """
-        return magnitude_to_unit(self.magnitudes(audio), self.db_floor)
+        return self._gather_harmonics(self._unit_stacked(audio, reference_power))
+
+    def unit_frames(self, audio: Tensor, reference_power: Tensor | float | None = None, first: int = 0,
+                    stop: int | None = None) -> Tensor:
+        """:meth:`forward`'s values of the frames ``[first, stop)``, time-major:
+        ``(batch, frames, n_bins, len(harmonics))``, contiguous (each frame's bins and harmonics
+        together, the layout of :class:`mpe_ssl.pretrained.TimeMajorTimbreTrap`)."""
+        unit = self._unit_stacked(audio, reference_power)[..., first:stop]
+        batch, _, n_frames = unit.shape
+        frames = unit.new_empty(batch, n_frames, self._frame_gather.numel())
+        for item in range(batch):
+            for start in range(0, n_frames, _TRANSPOSE_FRAMES):  # blocks: small temporaries, 2-D transposes
+                block = unit[item, :, start : start + _TRANSPOSE_FRAMES].index_select(0, self._frame_gather)
+                frames[item, start : start + block.shape[1]] = block.t()
+        return frames.unflatten(2, (self.n_bins, len(self.harmonics)))
 
     def extra_repr(self) -> str:
         return (

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import SAMPLE_RATE
@@ -37,6 +36,8 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     audio = audio.mean(axis=1)
     if file_rate != sample_rate:
         common = gcd(int(file_rate), int(sample_rate))
+        from scipy.signal import resample_poly  # here: importing scipy costs every other run 0.6 s
+
         audio = resample_poly(audio, sample_rate // common, file_rate // common).astype(np.float32)
     if not np.all(np.isfinite(audio)):
         raise MpeSslError(f"{path}: the audio holds NaN or infinite samples")

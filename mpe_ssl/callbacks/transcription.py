@@ -9,24 +9,10 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from mpe_ssl.audio.silence import gate_silence
-from mpe_ssl.formats import write_transcription
-from mpe_ssl.metrics.multipitch import salience_to_multipitch
-from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, track_notes
+from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD
+from mpe_ssl.pretrained import SILENCE_DB, write_salience
 
-
-def write_salience(folder: str | os.PathLike, name: str, salience: torch.Tensor, audio=None, *,
-                   threshold: float, silence_db: float, onset_threshold: float = ONSET_THRESHOLD,
-                   min_note_ms: float = MIN_NOTE_MS, salience_png: bool = False) -> list[Path]:
-    """A salience-gram's transcription files (:func:`mpe_ssl.formats.write_transcription`):
-    frames quieter than ``silence_db`` in ``audio (samples,)`` (when given) zeroed, then the
-    peaks above ``threshold`` as multi-pitch frames and the tracked notes. The one path from
-    salience to files of ``mpe-ssl transcribe`` and of :class:`TranscriptionWriter`."""
-    if audio is not None:
-        salience = gate_silence(salience, audio, silence_db)
-    notes = track_notes(salience, threshold, onset_threshold, min_note_ms)
-    return write_transcription(folder, name, salience_to_multipitch(salience, threshold), notes,
-                               salience if salience_png else None)
+__all__ = ["TranscriptionWriter", "write_salience"]
 
 
 class TranscriptionWriter(BasePredictionWriter):
@@ -51,7 +37,7 @@ class TranscriptionWriter(BasePredictionWriter):
     """
 
     def __init__(self, output_dir: str | os.PathLike = "transcriptions", threshold: float | None = None,
-                 silence_db: float = -60.0, onset_threshold: float = ONSET_THRESHOLD,
+                 silence_db: float = SILENCE_DB, onset_threshold: float = ONSET_THRESHOLD,
                  min_note_ms: float = MIN_NOTE_MS, salience_png: bool = False) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)

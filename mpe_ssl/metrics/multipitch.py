@@ -16,41 +16,12 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from mpe_ssl.formats import Multipitch
+from mpe_ssl.formats import PITCH_MODES, Multipitch, salience_to_multipitch  # noqa: F401 (re-exported)
 from mpe_ssl.grid import bin_to_midi, frame_times, midi_to_hz
-from mpe_ssl.notes import peak_mask
 
 
-PITCH_MODES = ("semitone", "bin")
 
 
-def salience_to_multipitch(salience: np.ndarray | torch.Tensor, threshold: float = 0.5,
-                           pitch: str = "semitone") -> Multipitch:
-    """Peak-pick a salience-gram into mir_eval multi-pitch format.
-
-    Args:
-        salience: ``(bins, frames)`` salience in [0, 1] (sigmoid of the logits).
-        threshold: minimum salience of a peak.
-        pitch: ``semitone``: each peak at the centre of its nearest MIDI semitone (peaks of one
-            semitone merged); ``bin``: each peak at its own bin's fractional pitch, as the
-            SS-MPE reference evaluates (off-grid pitch keeps its cents).
-
-    Returns:
-        ``times (frames,)`` in seconds and a list of ``frames`` arrays of Hz (one per frame,
-        sorted).
-    """
-    if pitch not in PITCH_MODES:
-        raise ValueError(f"pitch: {pitch!r} is not one of {PITCH_MODES}")
-    if isinstance(salience, torch.Tensor):
-        salience = salience.detach().float().cpu().numpy()
-    peaks = peak_mask(salience, threshold)
-    midi = bin_to_midi(np.arange(salience.shape[0], dtype=np.float64))
-    pitches = np.rint(midi) if pitch == "semitone" else midi
-    frequencies = []
-    for frame in range(salience.shape[1]):
-        active = np.unique(pitches[peaks[:, frame]])
-        frequencies.append(midi_to_hz(active))
-    return frame_times(salience.shape[1]), frequencies
 
 
 def labels_to_multipitch(labels: np.ndarray | torch.Tensor) -> Multipitch:
