@@ -101,6 +101,9 @@ class MAJL(System):
         case_weights: ``{case: (ω_mss multiplier, ω_pe multiplier)}``.
         voicing_threshold: a frame is voiced where the pitch confidence exceeds this.
         lr: learning rate of both networks.
+        pitch_frames: in training, the pitch loss (and DWHS) of each batch on this many random
+            20 ms frames of its excerpts (None: all): CREPE sees one frame at a time, so a
+            subset is an unbiased estimate at a fraction of the cost (the CPU configs).
         optimizer / lr_scheduler / lr_scheduler_interval: see :class:`~mpe_ssl.systems.System`.
     """
 
@@ -121,6 +124,7 @@ class MAJL(System):
         case_weights: Mapping[int, tuple[float, float]] | None = None,
         voicing_threshold: float = 0.5,
         lr: float = 1e-3,
+        pitch_frames: int | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: str = "step",
@@ -145,15 +149,20 @@ class MAJL(System):
         self.dwhs_accuracy, self.dwhs_cents = float(dwhs_accuracy), float(dwhs_cents)
         self.register_buffer("case_table", torch.tensor([weights[k] for k in (1, 2, 3, 4)]), persistent=False)
         self.voicing_threshold, self.lr = float(voicing_threshold), float(lr)
+        if pitch_frames is not None and int(pitch_frames) < 1:
+            raise MpeSslError(f"pitch_frames: {pitch_frames} must be >= 1 (or null: every frame)")
+        self.pitch_frames = None if pitch_frames is None else int(pitch_frames)
 
     # ------------------------------------------------------------------ the networks
     def separate(self, audio: Tensor) -> Tensor:
         """Mixture ``(batch, samples)`` -> estimated target waveform ``(batch, samples)``."""
         return self.separator(audio)["audio"][:, 0]
 
-    def pitch_logits(self, audio: Tensor) -> Tensor:
-        """Source waveform ``(batch, samples)`` -> logits ``(batch, 1 + samples // 320, 360)``."""
-        return self.pitch_network(frame_audio(audio, hop_length=HOP_LENGTH))
+    def pitch_logits(self, audio: Tensor, frames: Tensor | None = None) -> Tensor:
+        """Source waveform ``(batch, samples)`` -> logits ``(batch, 1 + samples // 320, 360)``;
+        with ``frames`` (indices), only those frames ``(batch, len(frames), 360)``."""
+        windows = frame_audio(audio, hop_length=HOP_LENGTH)
+        return self.pitch_network(windows if frames is None else windows[:, frames])
 
     def forward(self, audio: Tensor) -> dict[str, Tensor]:
         """``{"source": (batch, samples), "logits": (batch, frames, 360)}``."""
@@ -191,15 +200,19 @@ class MAJL(System):
         if f0 is not None:
             # pipeline: the true target where the bucket has it, else the mixture
             pitch_input = estimate if self.mode == "joint" else (stems[:, 0] if stems is not None else audio)
-            logits = self.pitch_logits(pitch_input)
-            targets = gaussian_targets(f0)
-            frames = min(logits.shape[1], targets.shape[1])
+            count = min(1 + pitch_input.shape[-1] // HOP_LENGTH, f0.shape[1])
+            chosen = torch.arange(count, device=audio.device)
+            if self.training and self.pitch_frames is not None and self.pitch_frames < count:
+                # CREPE's frames are independent: a random subset is an unbiased, cheaper loss
+                chosen = torch.randperm(count, device=audio.device)[: self.pitch_frames].sort().values
+            logits = self.pitch_logits(pitch_input, chosen)
+            f0 = f0[:, chosen]
             pe = F.binary_cross_entropy_with_logits(
-                logits[:, :frames].float(), targets[:, :frames], reduction="none").mean((1, 2))
+                logits.float(), gaussian_targets(f0), reduction="none").mean((1, 2))
             if self.dwhs and self.mode == "joint" and stems is not None:
                 with torch.no_grad():
-                    target_logits = self.pitch_logits(stems[:, 0])
-                weights, cases = self.sample_weights(logits[:, :frames], target_logits[:, :frames], f0[:, :frames])
+                    target_logits = self.pitch_logits(stems[:, 0], chosen)
+                weights, cases = self.sample_weights(logits, target_logits, f0)
         per_sample = weights[:, 0] * sep + weights[:, 1] * pe
         weight = batch.get("weight")
         if weight is not None:  # e.g. a pseudo label's confidence (mpe_ssl.data.pseudo.PseudoLabelled)

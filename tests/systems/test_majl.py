@@ -111,3 +111,19 @@ def test_evaluation_scores_with_museval_and_mir_eval(full_batch):
     separation, melody = metrics["separation"].compute(), metrics["melody"].compute()
     assert torch.isfinite(separation["sdr"]) and torch.isfinite(melody["rpa"])
     assert 0.0 <= melody["rpa"] <= 1.0
+
+
+def test_pitch_frames_subsample_the_pitch_loss(full_batch):
+    system = small_majl(dwhs=False, separation_weight=0.0).eval()  # pitch loss only, no dropout
+    full, _ = system.stream_loss(full_batch)
+    system.pitch_frames = 1000  # more than the excerpt has: every frame
+    assert system.stream_loss(full_batch)[0].item() == pytest.approx(full.item(), rel=1e-5)
+    system.train()
+    system.pitch_frames = 16
+    torch.manual_seed(0)
+    losses = [system.stream_loss(full_batch)[0].item() for _ in range(8)]
+    assert len(set(losses)) > 1  # other frames each time
+    system.eval()
+    assert abs(sum(losses) / len(losses) - full.item()) < 0.5 * full.item()
+    with pytest.raises(MpeSslError, match="pitch_frames"):
+        MAJL(pitch_frames=0)
