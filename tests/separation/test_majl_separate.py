@@ -3,29 +3,18 @@
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
-from lightning.pytorch import Trainer
-from torch.utils.data import DataLoader
 
-from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE, MAJLChorales
+from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.models.separator import ResUNetSeparator
 from mpe_ssl.separate import main, separate_with_majl
-from mpe_ssl.systems import MAJL, load_system
+from mpe_ssl.systems import load_system
+from tests.conftest import majl_checkpoint as train_majl
 
 
 @pytest.fixture(scope="module")
 def majl_checkpoint(rendered_root, tmp_path_factory) -> str:
     """A real Lightning checkpoint of a small MAJL after two steps on a rendered chorale."""
-    torch.manual_seed(0)
-    data = MAJLChorales(rendered_root, "train", excerpt_seconds=1.0, items_per_epoch=4)
-    system = MAJL(separator=ResUNetSeparator(sources=1, channels=(4, 8)), pretrained_pitch=True)
-    trainer = Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
-    trainer.fit(system, DataLoader(data, batch_size=2))
-    path = tmp_path_factory.mktemp("majl") / "majl.ckpt"
-    trainer.save_checkpoint(path)
-    return str(path)
+    return train_majl(rendered_root, tmp_path_factory.mktemp("majl") / "majl.ckpt", steps=2, excerpt_seconds=1.0)
 
 
 def test_many_files_any_rate_bad_ones_named(majl_checkpoint, rendered_root, tmp_path, capsys):
