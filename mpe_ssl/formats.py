@@ -10,6 +10,7 @@ for transcriptions alike; the one writer of a transcription's files
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,32 +48,79 @@ def salience_to_multipitch(salience, threshold: float = 0.5, pitch: str = "semit
     if hasattr(salience, "detach"):
         salience = salience.detach().float().cpu().numpy()
     salience = np.asarray(salience)
-    n_bins, n_frames = salience.shape
-    midi = bin_to_midi(np.arange(n_bins, dtype=np.float64))
-    pitches = np.rint(midi) if pitch == "semitone" else midi
+    n_frames = salience.shape[1]
     frequencies: list[np.ndarray] = []
     for first in range(0, n_frames, _FRAMES_AT_A_TIME):
-        block = salience[:, first : first + _FRAMES_AT_A_TIME]
-        frames, bins = np.nonzero(peak_mask(block, threshold).T)  # by frame, then bin
-        values = pitches[bins]
-        # bins rise within a frame and so do their pitches: equal ones are neighbours
-        keep = np.ones(len(values), dtype=bool)
-        keep[1:] = (frames[1:] != frames[:-1]) | (values[1:] != values[:-1])
-        counts = np.bincount(frames[keep], minlength=block.shape[1])
-        frequencies.extend(np.split(midi_to_hz(values[keep]), np.cumsum(counts)[:-1]))
+        hz, counts = multipitch_peaks(salience[:, first : first + _FRAMES_AT_A_TIME], threshold, pitch)
+        frequencies.extend(np.split(hz, np.cumsum(counts)[:-1]))
     return frame_times(n_frames), frequencies
 
 
+def multipitch_peaks(block: np.ndarray, threshold: float, pitch: str = "semitone") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`salience_to_multipitch` 's peaks of a block of frames ``(bins, frames)`` (numpy):
+    the frequencies of all its frames one after another (Hz, each frame's sorted) and how many
+    each frame has ``(frames,)``."""
+    midi = bin_to_midi(np.arange(block.shape[0], dtype=np.float64))
+    pitches = np.rint(midi) if pitch == "semitone" else midi
+    frames, bins = np.nonzero(peak_mask(block, threshold).T)  # by frame, then bin
+    values = pitches[bins]
+    # bins rise within a frame and so do their pitches: equal ones are neighbours
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = (frames[1:] != frames[:-1]) | (values[1:] != values[:-1])
+    return midi_to_hz(values[keep]), np.bincount(frames[keep], minlength=block.shape[1])
+
+
 def write_multipitch(path: str | os.PathLike, multipitch: Multipitch) -> None:
-    """Write mir_eval's multi-pitch text format, atomically (times to 1 µs, Hz to 1e-4)."""
+    """Write mir_eval's multi-pitch text format, atomically (times to 1 µs, Hz to 1e-4).
+
+    The frequencies may be any sequence of per-frame arrays (e.g. :class:`RaggedFrames`); the
+    text is written a block of lines at a time, never held whole."""
     times, frequencies = multipitch
-    lines = ["\t".join([f"{t:.6f}"] + [f"{f:.4f}" for f in np.atleast_1d(hz)]) for t, hz in zip(times, frequencies)]
 
     def write(tmp: str) -> None:
         with open(tmp, "w") as handle:
-            handle.write("\n".join(lines) + "\n")
+            for first in range(0, len(times), _FRAMES_AT_A_TIME):
+                last = min(len(times), first + _FRAMES_AT_A_TIME)
+                handle.write("".join("\t".join([f"{times[i]:.6f}"] + [f"{f:.4f}" for f in np.atleast_1d(frequencies[i])])
+                                     + "\n" for i in range(first, last)))
 
     atomic_write(path, write)
+
+
+class RaggedFrames(Sequence):
+    """Per-frame arrays of frequencies kept as one flat array and the offsets of its frames:
+    ``frames[i]`` is a view; a long recording's frames cost a few bytes each, not an array
+    object each. Built a block of frames at a time with :meth:`extend`."""
+
+    def __init__(self) -> None:
+        self._values: list[np.ndarray] = []
+        self._counts: list[np.ndarray] = []
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None
+
+    def extend(self, values: np.ndarray, counts: np.ndarray) -> None:
+        """The next frames: their frequencies one after another, and how many each has."""
+        self._values.append(np.asarray(values, dtype=np.float64))
+        self._counts.append(np.asarray(counts, dtype=np.int64))
+        self._flat = None
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._flat is None:
+            values = np.concatenate(self._values) if self._values else np.zeros(0)
+            counts = np.concatenate(self._counts) if self._counts else np.zeros(0, dtype=np.int64)
+            self._values, self._counts = [values], [counts]
+            self._flat = values, np.concatenate([[0], np.cumsum(counts)])
+        return self._flat
+
+    def __len__(self) -> int:
+        return len(self._arrays()[1]) - 1
+
+    def __getitem__(self, index):
+        values, offsets = self._arrays()
+        if isinstance(index, slice):
+            return [values[offsets[i] : offsets[i + 1]] for i in range(*index.indices(len(offsets) - 1))]
+        if index < 0:
+            index += len(offsets) - 1
+        return values[offsets[index] : offsets[index + 1]]
 
 
 def load_multipitch(path: str | os.PathLike) -> Multipitch:

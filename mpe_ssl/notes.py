@@ -151,9 +151,25 @@ def track_notes(salience, threshold: float = THRESHOLD, onset_threshold: float =
     n_bins, n_frames = salience.shape
     if n_bins == 0 or n_frames == 0:
         return []
-    rows, frames, strength, weight, weighted_pitch = _semitone_peaks(salience, threshold)
-    min_seconds = min_note_ms / 1000.0
+    blocks = [semitone_peaks(salience[:, first : first + _FRAMES_AT_A_TIME], threshold, first)
+              for first in range(0, n_frames, _FRAMES_AT_A_TIME)]
+    return notes_from_peaks(blocks, n_frames, onset_threshold, min_note_ms, max_gap_frames, split_margin)
 
+
+def notes_from_peaks(blocks: list[tuple[np.ndarray, ...]], n_frames: int, onset_threshold: float = ONSET_THRESHOLD,
+                     min_note_ms: float = MIN_NOTE_MS, max_gap_frames: int = MAX_GAP_FRAMES,
+                     split_margin: float = SPLIT_MARGIN) -> list[NoteEvent]:
+    """Steps 2-4 of :func:`track_notes` from the peaks of step 1 (:func:`semitone_peaks` of
+    blocks of frames, in any order) of a salience-gram of ``n_frames`` frames: the notes of
+    :func:`track_notes` on the whole salience-gram, which is never needed at once."""
+    _check(THRESHOLD, onset_threshold, min_note_ms, max_gap_frames, split_margin)
+    blocks = [block for block in blocks if len(block[0])]
+    if not blocks:
+        return []
+    rows, frames, strength, weight, weighted_pitch = (np.concatenate(column) for column in zip(*blocks))
+    order = np.lexsort((frames, rows))
+    rows, frames, strength, weight, weighted_pitch = (x[order] for x in (rows, frames, strength, weight, weighted_pitch))
+    min_seconds = min_note_ms / 1000.0
     seconds = frame_to_seconds(np.arange(n_frames + 1, dtype=np.int64)).tolist()  # of each frame
 
     notes: list[NoteEvent] = []
@@ -183,36 +199,30 @@ def track_notes(salience, threshold: float = THRESHOLD, onset_threshold: float =
 _FRAMES_AT_A_TIME = 4096
 
 
-def _semitone_peaks(salience: np.ndarray, threshold: float):
-    """Step 1 of :func:`track_notes`: for every (semitone, frame) with a peak, in the order of
-    semitone then frame, ``(semitone row, frame, strength, weight, weighted pitch)``: the
-    largest peak salience, the sum of the peak saliences, and the sum of each peak's salience
-    times its fractional pitch, in float64.
+def semitone_peaks(salience: np.ndarray, threshold: float, first_frame: int = 0) -> tuple[np.ndarray, ...]:
+    """Step 1 of :func:`track_notes` on a block of frames of a salience-gram (``(bins,
+    frames)``, its first frame ``first_frame`` of the recording): for every (semitone, frame)
+    with a peak, in the order of frame then semitone, ``(semitone row, frame, strength,
+    weight, weighted pitch)``: the largest peak salience, the sum of the peak saliences, and
+    the sum of each peak's salience times its fractional pitch, in float64.
 
-    A block of frames at a time, and only at the peaks: the temporaries do not grow with the
-    recording. The sums add a group's peaks as ``np.add.reduceat`` over all its bins does
-    (first peak + the sum of the others; the bins without a peak add zeros), so the values are
-    those of the dense computation to the last bit.
+    Only at the peaks: the temporaries are those of the block. The values of a frame do not
+    depend on the block it comes in. The sums add a group's peaks as ``np.add.reduceat`` over
+    all its bins does (first peak + the sum of the others; the bins without a peak add zeros),
+    so the values are those of the dense computation to the last bit.
     """
-    n_bins, n_frames = salience.shape
+    n_bins = salience.shape[0]
     midi = bin_to_midi(np.arange(n_bins, dtype=np.float64))
     semitones = np.rint(midi).astype(np.int64)
     row_of_bin = np.cumsum(np.r_[0, np.diff(semitones) != 0])  # the bins of a semitone are contiguous
-    parts: list[tuple[np.ndarray, ...]] = []
-    for first in range(0, n_frames, _FRAMES_AT_A_TIME):
-        block = np.asarray(salience[:, first : first + _FRAMES_AT_A_TIME], dtype=np.float64)
-        frames, bins = np.nonzero(peak_mask(block, threshold).T)  # by frame, then bin
-        if not len(frames):
-            continue
-        values, rows = block[bins, frames], row_of_bin[bins]
-        starts = np.flatnonzero(np.r_[True, (frames[1:] != frames[:-1]) | (rows[1:] != rows[:-1])])
-        parts.append((rows[starts], frames[starts] + first, np.maximum.reduceat(values, starts),
-                      np.add.reduceat(values, starts), np.add.reduceat(values * midi[bins], starts)))
-    if not parts:
+    block = np.asarray(salience, dtype=np.float64)
+    frames, bins = np.nonzero(peak_mask(block, threshold).T)  # by frame, then bin
+    if not len(frames):
         return tuple(np.zeros(0, dtype=dtype) for dtype in (np.int64, np.int64, float, float, float))
-    rows, frames, strength, weight, weighted_pitch = (np.concatenate(column) for column in zip(*parts))
-    order = np.lexsort((frames, rows))
-    return rows[order], frames[order], strength[order], weight[order], weighted_pitch[order]
+    values, rows = block[bins, frames], row_of_bin[bins]
+    starts = np.flatnonzero(np.r_[True, (frames[1:] != frames[:-1]) | (rows[1:] != rows[:-1])])
+    return (rows[starts], frames[starts] + int(first_frame), np.maximum.reduceat(values, starts),
+            np.add.reduceat(values, starts), np.add.reduceat(values * midi[bins], starts))
 
 
 def write_notes_csv(path: str | os.PathLike, notes: list[NoteEvent]) -> None:

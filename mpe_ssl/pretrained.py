@@ -39,6 +39,7 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,9 +48,10 @@ from mpe_ssl import __version__
 from mpe_ssl.atomic import atomic_write
 from mpe_ssl.audio.silence import gate_silence, silent_frames
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.formats import salience_to_multipitch, write_transcription
+from mpe_ssl.formats import RaggedFrames, multipitch_peaks, write_transcription
 from mpe_ssl.models.timbre_trap import FrameLayerNorm, ResidualBlock, TimbreTrapAE
-from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, THRESHOLD, track_notes
+from mpe_ssl.grid import frame_times
+from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, THRESHOLD, notes_from_peaks, semitone_peaks
 
 #: ``format`` of a model file
 FORMAT = "mpe-ssl-transcriber"
@@ -398,8 +400,9 @@ def write_salience(folder: str | os.PathLike, name: str, salience: torch.Tensor,
                    min_note_ms: float = MIN_NOTE_MS, salience_png: bool = False, in_place: bool = False) -> list[Path]:
     """A salience-gram's transcription files (:func:`mpe_ssl.formats.write_transcription`):
     frames quieter than ``silence_db`` in ``audio (samples,)`` (when given) zeroed, then the
-    peaks above ``threshold`` as multi-pitch frames and the tracked notes. The one path from
-    salience to files of ``mpe-ssl transcribe`` and of ``TranscriptionWriter``.
+    peaks above ``threshold`` as multi-pitch frames and the tracked notes. The files of
+    ``TranscriptionWriter``; ``mpe-ssl transcribe`` gets the same ones from
+    :class:`SalienceDecoder` a stretch at a time.
 
     ``in_place``: zero the silent frames in ``salience`` itself rather than in a copy (a long
     recording's salience-gram is the largest array of a transcription)."""
@@ -408,9 +411,52 @@ def write_salience(folder: str | os.PathLike, name: str, salience: torch.Tensor,
         salience = salience.masked_fill_(silent.to(salience.device)[None], 0.0)
     elif audio is not None:
         salience = gate_silence(salience, audio, silence_db)
-    notes = track_notes(salience, threshold, onset_threshold, min_note_ms)
-    return write_transcription(folder, name, salience_to_multipitch(salience, threshold), notes,
-                               salience if salience_png else None)
+    decoder = SalienceDecoder(threshold, onset_threshold, min_note_ms, keep_salience=salience_png)
+    decoder.add(salience, 0)
+    return decoder.write(folder, name)
+
+
+class SalienceDecoder:
+    """Multi-pitch frames and notes of a salience-gram fed a stretch of frames at a time, in
+    order: the peaks of each stretch are kept (:func:`mpe_ssl.formats.multipitch_peaks` in a
+    :class:`~mpe_ssl.formats.RaggedFrames`, :func:`mpe_ssl.notes.semitone_peaks`), never the salience-gram itself
+    unless ``keep_salience`` (for the picture), so memory grows with the peaks only (a few
+    numbers per frame). Peaks and notes do not depend on where the stretches begin and end:
+    the files equal those of the whole salience-gram decoded at once.
+
+    Args:
+        threshold, onset_threshold, min_note_ms: of the peak picking and the note tracker
+            (:func:`mpe_ssl.notes.track_notes`).
+        keep_salience: keep the stretches too, for ``<name>.salience.png``.
+    """
+
+    def __init__(self, threshold: float, onset_threshold: float = ONSET_THRESHOLD, min_note_ms: float = MIN_NOTE_MS,
+                 keep_salience: bool = False) -> None:
+        self.threshold, self.onset_threshold, self.min_note_ms = threshold, onset_threshold, min_note_ms
+        self.frames = 0
+        self._frequencies = RaggedFrames()
+        self._peaks: list[tuple] = []
+        self._salience: list[torch.Tensor] | None = [] if keep_salience else None
+
+    def add(self, salience: torch.Tensor, first_frame: int) -> None:
+        """The frames ``[first_frame, first_frame + frames)`` of the salience-gram: ``(bins,
+        frames)``, silent frames already zeroed; ``first_frame`` must be where the last
+        stretch ended."""
+        if first_frame != self.frames:
+            raise ValueError(f"first_frame {first_frame}: the next stretch starts at frame {self.frames}")
+        values = salience.detach().float().cpu().numpy() if hasattr(salience, "detach") else np.asarray(salience)
+        self._frequencies.extend(*multipitch_peaks(values, self.threshold))
+        self._peaks.append(semitone_peaks(values, self.threshold, first_frame))
+        if self._salience is not None:
+            self._salience.append(torch.as_tensor(values))
+        self.frames += values.shape[1]
+
+    def write(self, folder: str | os.PathLike, name: str) -> list[Path]:
+        """The files of :func:`mpe_ssl.formats.write_transcription`; returns their paths."""
+        notes = notes_from_peaks(self._peaks, self.frames, self.onset_threshold, self.min_note_ms)
+        multipitch = (frame_times(self.frames), self._frequencies)
+        salience = torch.cat(self._salience, dim=1) if self._salience else None
+        return write_transcription(folder, name, multipitch, notes, salience)
 
 
 # ------------------------------------------------------------------------------ inference layout

@@ -37,7 +37,8 @@ import torch
 from torch import nn
 
 from mpe_ssl.audio.hcqt import HCQT
-from mpe_ssl.audio.io import load_audio
+from mpe_ssl.audio.io import AudioReader
+from mpe_ssl.audio.silence import silent_frames_in
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import num_frames
 from mpe_ssl.models.timbre_trap import TimbreTrapAE
@@ -45,12 +46,12 @@ from mpe_ssl.pretrained import (
     DECODE_DEFAULTS,
     PACKAGED_MODEL,
     SILENCE_DB,
+    SalienceDecoder,
     Transcriber,
     check_decode,
     load_model,
     load_transcriber,
     time_major_twin,
-    write_salience,
 )
 
 #: The end of ``--help`` (``{extensions}``: those a folder input stands for).
@@ -178,11 +179,45 @@ def release_freed_memory() -> None:
 
 
 @torch.inference_mode()
-def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int = CHUNK_FRAMES) -> torch.Tensor:
-    """Salience of a whole recording, computed in chunks with context on both sides.
+def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int | None = None) -> torch.Tensor:
+    """Salience of a whole recording: the stretches of :func:`salience_chunks` in one
+    ``(bins, frames)`` tensor in [0, 1] on the CPU, ``frames == num_frames(samples)``.
 
-    The result does not depend on ``chunk_frames``: with an :class:`~mpe_ssl.audio.HCQT` front
-    end it equals the salience of the whole file in one excerpt, up to float rounding, because
+    Args:
+        model: a :class:`~mpe_ssl.pretrained.Transcriber` or a trained ``MPESystem`` (anything
+            with a ``frontend`` and a ``network``), in eval mode.
+        audio: ``(samples,)`` mono float32 at the grid's sample rate.
+        chunk_frames: frames computed per chunk (default :data:`CHUNK_FRAMES`; the result
+            does not depend on it).
+    """
+    salience = torch.empty(0)
+    for start, stop, piece in salience_chunks(model, audio, chunk_frames):
+        if not salience.numel():  # filled in place: no list of pieces and no concatenated copy
+            with torch.inference_mode(False):  # a normal tensor: the silence gate zeroes it in place
+                salience = torch.empty(piece.shape[0], num_frames(len(audio)), dtype=torch.float32)
+        salience[:, start:stop] = piece
+    return salience
+
+
+class _ArraySource:
+    """A recording in memory with :class:`~mpe_ssl.audio.io.AudioReader`'s ``samples`` and ``read``."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio, self.samples = audio, len(audio)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.audio[max(0, start) : min(self.samples, stop)]
+
+
+@torch.inference_mode()
+def salience_chunks(model: nn.Module, audio, chunk_frames: int | None = None):
+    """The salience of a recording a chunk at a time, with context on both sides: yields
+    ``(start, stop, salience)``, the frames ``[start, stop)`` (the chunks tile the recording,
+    in order) and their salience ``(bins, stop - start)`` float32 in [0, 1] on the CPU.
+
+    The salience does not depend on ``chunk_frames``: with an :class:`~mpe_ssl.audio.HCQT`
+    front end it equals the salience of the whole file in one excerpt, up to float rounding,
+    because
 
     * each chunk gets the front end's and the network's receptive fields as context
       (:func:`receptive_field`): the audio of ``front end + network`` frames each side, its
@@ -195,22 +230,23 @@ def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int = CH
 
     A :class:`~mpe_ssl.models.TimbreTrapAE` runs as its time-major twin
     (:func:`mpe_ssl.pretrained.time_major_twin`, the same logits 1.5x faster on CPU). Memory is
-    bounded by one chunk's features and activations plus the ``(bins, frames)`` float32 result.
+    that of one chunk's audio, features and activations: with an
+    :class:`~mpe_ssl.audio.io.AudioReader` as ``audio``, the recording is read from its file a
+    window at a time (twice: the first pass, then the chunks), so nothing grows with its length.
 
     Args:
         model: a :class:`~mpe_ssl.pretrained.Transcriber` or a trained ``MPESystem`` (anything
             with a ``frontend`` and a ``network``), in eval mode.
-        audio: ``(samples,)`` mono float32 at the grid's sample rate.
-        chunk_frames: frames computed per chunk (bounds memory for long files).
-
-    Returns:
-        salience ``(bins, frames)`` in [0, 1] on the CPU, ``frames == num_frames(samples)``.
+        audio: ``(samples,)`` mono float32 at the grid's sample rate, or an
+            :class:`~mpe_ssl.audio.io.AudioReader` at that rate.
+        chunk_frames: frames computed per chunk (bounds memory; default :data:`CHUNK_FRAMES`).
     """
+    source = _ArraySource(audio) if isinstance(audio, np.ndarray) else audio
     frontend, network = model.frontend, model.network
     device = next(network.parameters()).device
     hop = frontend.hop_length
-    total = num_frames(len(audio))
-    chunk = max(1, int(chunk_frames))
+    total = num_frames(source.samples)
+    chunk = max(1, int(CHUNK_FRAMES if chunk_frames is None else chunk_frames))
     hcqt = isinstance(frontend, HCQT)
     if CONTEXT_FRAMES is None:
         frontend_context, network_context = receptive_field(model)
@@ -223,8 +259,10 @@ def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int = CH
     def excerpt(hs: int, he: int) -> torch.Tensor:
         """The audio of the frames ``[hs, he)``: ``he - hs`` frames (the sample that would make
         one more is left out), all of the rest at the recording's end."""
-        samples = audio[hs * hop :] if he >= total else audio[hs * hop : he * hop - 1]
-        return torch.from_numpy(samples).to(device)[None]
+        samples = source.read(hs * hop, source.samples if he >= total else he * hop - 1)
+        # a copy in torch's (aligned) memory: the front end's vectorised sums then do not depend
+        # on where the samples lay (a slice of an array or a stretch read from a file)
+        return torch.tensor(samples, device=device)[None]
 
     reference_power = None
     if hcqt and total > chunk:  # first pass: the largest magnitude of the whole recording
@@ -233,7 +271,6 @@ def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int = CH
             peak = frontend.peak_power(excerpt(hs, he), start - hs, stop - hs)[0]
             reference_power = torch.maximum(reference_power, peak)
 
-    salience = torch.empty(0)
     for start, stop, ws, we, hs, he in _windows(total, chunk, network_context, frontend_context):
         with torch.autocast(device_type=device.type, enabled=False):
             if twin is not None:  # (1, frames, bins, harmonics) -> logits (1, frames, bins)
@@ -245,12 +282,8 @@ def transcribe_audio(model: nn.Module, audio: np.ndarray, chunk_frames: int = CH
                 logits = network(features[..., ws - hs : we - hs])
                 piece = torch.sigmoid(logits)[0, :, start - ws : stop - ws]
                 del features, logits
-        if not salience.numel():  # filled in place: no list of pieces and no concatenated copy
-            with torch.inference_mode(False):  # a normal tensor: the silence gate zeroes it in place
-                salience = torch.empty(piece.shape[0], total, dtype=torch.float32)
-        salience[:, start:stop] = piece
+        yield start, stop, piece.float().cpu()
     release_freed_memory()
-    return salience
 
 
 def transcribe_file(
@@ -266,6 +299,12 @@ def transcribe_file(
 ) -> list[Path]:
     """Transcribe one file into ``out_dir``; returns the paths written.
 
+    The file is read, transcribed and decoded a chunk at a time
+    (:class:`~mpe_ssl.audio.io.AudioReader`, :func:`salience_chunks`,
+    :class:`~mpe_ssl.pretrained.SalienceDecoder`): memory does not grow with its length (apart
+    from the peaks, a few numbers per frame, and, with ``salience_png``, the salience-gram).
+    The files equal :func:`~mpe_ssl.pretrained.write_salience` 's of the whole salience-gram.
+
     Args:
         threshold: salience threshold of the peak picking, of frames and of notes alike.
         name: the outputs' name (default: the file name without its extension).
@@ -280,9 +319,13 @@ def transcribe_file(
              "min_note_ms": min_note_ms}
     decode = {**DECODE_DEFAULTS, **getattr(model, "decode", {}),
               **{key: value for key, value in given.items() if value is not None}}
-    audio = load_audio(audio_path)
-    return write_salience(out_dir, audio_path.stem if name is None else name, transcribe_audio(model, audio), audio,
-                          salience_png=salience_png, in_place=True, **decode)
+    decoder = SalienceDecoder(decode["threshold"], decode["onset_threshold"], decode["min_note_ms"],
+                              keep_salience=salience_png)
+    with AudioReader(audio_path) as reader:
+        for start, stop, piece in salience_chunks(model, reader):
+            silent = silent_frames_in(reader, start, stop, decode["silence_db"])
+            decoder.add(piece.masked_fill(torch.from_numpy(silent)[None], 0.0), start)
+    return decoder.write(out_dir, audio_path.stem if name is None else name)
 
 
 def load_system(path: str | os.PathLike | None, map_location: str | torch.device = "cpu") -> Transcriber:

@@ -221,12 +221,14 @@ def test_transcribe_writes_multipitch_midi_notes_csv_and_salience_png(tmp_path, 
 def test_transcribe_tracks_notes_with_the_given_options(tmp_path, tiny_checkpoint, monkeypatch, capsys):
     import mpe_ssl.transcribe
 
-    def known_notes(system, audio):  # a model that hears _synthetic()'s notes
-        salience = np.zeros((N_BINS, num_frames(len(audio))))
+    def known_notes(system, reader):  # a model that hears _synthetic()'s notes, in chunks of 50 frames
+        salience = np.zeros((N_BINS, num_frames(reader.samples)))
         salience[:, :120] = _synthetic()
-        return torch.from_numpy(salience).float()
+        for start in range(0, salience.shape[1], 50):
+            piece = torch.from_numpy(salience[:, start : start + 50]).float()
+            yield start, start + piece.shape[1], piece
 
-    monkeypatch.setattr(mpe_ssl.transcribe, "transcribe_audio", known_notes)
+    monkeypatch.setattr(mpe_ssl.transcribe, "salience_chunks", known_notes)
     sf.write(tmp_path / "a.wav", tone([220.0], 1.5), SAMPLE_RATE)
     common = ("--ckpt", tiny_checkpoint, "--threshold", "0.3", "--silence-db=-inf")
     status, _, _ = _run(capsys, tmp_path / "a.wav", *common, "--out", tmp_path / "default")

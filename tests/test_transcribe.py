@@ -159,12 +159,14 @@ def test_silence_around_music_gets_no_notes_in_the_silent_seconds(tmp_path, tiny
 def test_silence_db_sets_the_gate(silence_db, noise_db, notes, tmp_path, tiny_checkpoint, monkeypatch, capsys):
     import mpe_ssl.transcribe
 
-    def notes_everywhere(system, audio):  # a model that hears notes in every frame: only the gate decides
-        salience = torch.zeros(440, num_frames(len(audio)))
-        salience[::10] = 0.9
-        return salience
+    def notes_everywhere(system, reader):  # a model that hears notes in every frame: only the gate decides
+        frames = num_frames(reader.samples)
+        for start in range(0, frames, 30):  # in chunks, as salience_chunks gives them
+            salience = torch.zeros(440, min(frames, start + 30) - start)
+            salience[::10] = 0.9
+            yield start, start + salience.shape[1], salience
 
-    monkeypatch.setattr(mpe_ssl.transcribe, "transcribe_audio", notes_everywhere)
+    monkeypatch.setattr(mpe_ssl.transcribe, "salience_chunks", notes_everywhere)
     audio = np.zeros(22050, dtype=np.float32)
     if noise_db is not None:
         audio = (10 ** (noise_db / 20) * np.random.default_rng(0).standard_normal(22050)).astype(np.float32)
@@ -373,14 +375,19 @@ def _dense_semitone_notes(salience, threshold):
 
 @pytest.mark.parametrize("kind", ["random", "alternate bins"])
 def test_sparse_note_tables_equal_the_dense_ones_to_the_last_bit(kind):
-    from mpe_ssl.notes import _semitone_peaks
+    from mpe_ssl.notes import semitone_peaks
 
     rng = np.random.default_rng(0)
     salience = rng.random((440, 9000)) ** 3
     if kind == "alternate bins":  # up to 3 peaks in one semitone's 5 bins
         salience[1::2] *= 0.2
     for threshold in (0.2, 0.5):
-        sparse, dense = _semitone_peaks(salience, threshold), _dense_semitone_notes(salience, threshold)
+        whole = semitone_peaks(salience, threshold)
+        # blocks of frames (as a streamed transcription feeds them) give the same peaks
+        blocks = [semitone_peaks(salience[:, a : a + 1234], threshold, a) for a in range(0, 9000, 1234)]
+        assert all(np.array_equal(a, np.concatenate(b)) for a, b in zip(whole, zip(*blocks)))
+        order = np.lexsort((whole[1], whole[0]))  # by semitone, then frame: the dense tables' order
+        sparse, dense = [column[order] for column in whole], _dense_semitone_notes(salience, threshold)
         assert all(np.array_equal(a, b) for a, b in zip(sparse, dense))
 
 
@@ -413,3 +420,69 @@ def test_midi_files_are_pretty_midis_byte_for_byte():
             expected = io.BytesIO()
             notes_to_midi(notes, program).write(expected)
             assert midi_bytes(notes, program) == expected.getvalue()
+
+
+def _chorale_file(rendered_root, path, rate: int, channels: int, seconds: float | None = None):
+    """The rendered test chorale (its first ``seconds``), written at ``rate`` with ``channels``."""
+    from scipy.signal import resample_poly
+
+    from mpe_ssl.data.render import load_manifest
+
+    piece = next(p for p in load_manifest(rendered_root)["pieces"] if p["split"] == "test")
+    audio, sr = sf.read(rendered_root / piece["mix"], dtype="float32")
+    audio = audio[: int(seconds * sr)] if seconds else audio
+    audio = resample_poly(audio, rate // 50, sr // 50) if rate != sr else audio
+    sf.write(path, np.stack([audio, 0.5 * audio], axis=1)[:, :channels], rate, subtype="FLOAT")
+    return path
+
+
+def test_streamed_transcription_writes_the_files_of_the_whole_salience_gram(tmp_path, rendered_root, monkeypatch):
+    """transcribe_file reads, transcribes and decodes a chunk at a time; its files are those of
+    the whole file's salience-gram decoded at once (write_salience), byte for byte."""
+    from mpe_ssl import transcribe
+    from mpe_ssl.audio.io import load_audio
+    from mpe_ssl.pretrained import DECODE_DEFAULTS, write_salience
+
+    model = transcribe.load_system(None)
+    monkeypatch.setattr(transcribe, "CHUNK_FRAMES", 300)  # a dozen chunks, each border a seam to get right
+    monkeypatch.setattr(transcribe, "PEAK_CHUNK_FRAMES", 700)
+    path = _chorale_file(rendered_root, tmp_path / "chorale.wav", 44100, 2, seconds=40)
+    audio = np.concatenate([load_audio(path), np.zeros(22050, np.float32)])  # and a silent end: the gate acts
+    sf.write(path, np.stack([audio, audio], axis=1), 22050, subtype="FLOAT")
+    for folder in ("streamed", "whole"):
+        (tmp_path / folder).mkdir()
+    streamed = transcribe.transcribe_file(model, path, tmp_path / "streamed")
+    decode = {**DECODE_DEFAULTS, **model.decode}
+    # the same chunks' salience in one tensor (chunked and unchunked salience agree up to float
+    # rounding: test_chunked_transcription_has_no_seams), gated and decoded at once
+    whole = write_salience(tmp_path / "whole", "chorale", transcribe.transcribe_audio(model, audio), audio, **decode)
+    assert [p.name for p in streamed] == [p.name for p in whole]
+    for a, b in zip(streamed, whole):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    notes = (tmp_path / "whole" / "chorale.notes.csv").read_text().splitlines()
+    assert len(notes) > 50  # a real transcription, not an empty one
+    times, frequencies = mir_eval.io.load_ragged_time_series(str(streamed[0]))
+    assert len(times) == num_frames(len(audio)) and not any(len(f) for f in frequencies[-40:])
+
+
+def test_transcription_memory_does_not_grow_with_the_files_length(tmp_path, rendered_root, monkeypatch):
+    """numpy's allocations (tracemalloc sees them; the audio, the silence gate, the decoding)
+    peak at about the same size for a file 4x longer: nothing holds the whole recording. (The
+    shipped model: its outputs are a transcription's few peaks per frame, which are kept.)"""
+    import tracemalloc
+
+    from mpe_ssl import transcribe
+
+    model = transcribe.load_system(None)
+    monkeypatch.setattr(transcribe, "CHUNK_FRAMES", 200)
+    monkeypatch.setattr(transcribe, "PEAK_CHUNK_FRAMES", 400)
+    peaks = {}
+    (tmp_path / "out").mkdir()
+    for seconds in (10, 40):
+        path = _chorale_file(rendered_root, tmp_path / f"{seconds}.wav", 44100, 2, seconds=seconds)
+        tracemalloc.start()
+        transcribe.transcribe_file(model, path, tmp_path / "out")
+        peaks[seconds] = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    # the 30 s more would be 10 MiB of float32 stereo at 44.1 kHz, or 2.5 MiB at 22.05 kHz mono
+    assert peaks[40] - peaks[10] < 1.0, peaks

@@ -34,19 +34,37 @@ def silent_frames(audio: np.ndarray, threshold_db: float, window: int = WINDOW) 
         ``(num_frames(samples),)`` bool, True where the frame is silent.
     """
     audio = np.asarray(audio).reshape(-1)
-    threshold = 10.0 ** (float(threshold_db) / 10.0)  # compare powers: no log of digital zeros
     silent = np.empty(num_frames(len(audio)), dtype=bool)
     for first in range(0, len(silent), CHUNK_FRAMES):  # chunks bound the float64 copies
-        centres = np.arange(first, min(len(silent), first + CHUNK_FRAMES), dtype=np.int64) * HOP_LENGTH
-        start = np.clip(centres - window // 2, 0, len(audio))
-        stop = np.clip(centres + (window - window // 2), 0, len(audio))
-        offset = start[0]
-        piece = audio[offset : stop[-1]].astype(np.float64)
-        energy = np.concatenate([[0.0], np.cumsum(piece * piece)])
-        # cumsum rounding can dip below zero; the part of a window inside the audio counts
-        power = np.maximum(energy[stop - offset] - energy[start - offset], 0.0) / np.maximum(stop - start, 1)
-        silent[first : first + len(centres)] = power < threshold
+        stop = min(len(silent), first + CHUNK_FRAMES)
+        silent[first:stop] = _silent(audio, 0, len(audio), first, stop, threshold_db, window)
     return silent
+
+
+def silent_frames_in(reader, first: int, stop: int, threshold_db: float, window: int = WINDOW) -> np.ndarray:
+    """:func:`silent_frames` of the frames ``[first, stop)`` of a recording read by ``reader``
+    (an :class:`~mpe_ssl.audio.io.AudioReader`: ``samples`` and ``read(start, stop)``), reading
+    only the samples their windows cover: ``(stop - first,)`` bool."""
+    start = max(0, first * HOP_LENGTH - window // 2)
+    end = min(reader.samples, (stop - 1) * HOP_LENGTH + window - window // 2)
+    return _silent(reader.read(start, end), start, reader.samples, first, stop, threshold_db, window)
+
+
+def _silent(audio: np.ndarray, offset: int, total: int, first: int, stop: int, threshold_db: float,
+            window: int) -> np.ndarray:
+    """Whether each frame of ``[first, stop)`` is silent, from ``audio``: the samples
+    ``[offset, offset + len(audio))`` of a recording of ``total`` samples, covering the frames'
+    windows."""
+    threshold = 10.0 ** (float(threshold_db) / 10.0)  # compare powers: no log of digital zeros
+    centres = np.arange(first, stop, dtype=np.int64) * HOP_LENGTH
+    start = np.clip(centres - window // 2, 0, total)
+    end = np.clip(centres + (window - window // 2), 0, total)
+    origin = start[0]
+    piece = audio[origin - offset : end[-1] - offset].astype(np.float64)
+    energy = np.concatenate([[0.0], np.cumsum(piece * piece)])
+    # cumsum rounding can dip below zero; the part of a window inside the audio counts
+    power = np.maximum(energy[end - origin] - energy[start - origin], 0.0) / np.maximum(end - start, 1)
+    return power < threshold
 
 
 def gate_silence(salience: torch.Tensor, audio: np.ndarray, threshold_db: float) -> torch.Tensor:
