@@ -19,6 +19,8 @@ With ``--ckpt`` instead of ``--score``, a trained :class:`~mpe_ssl.systems.MAJL`
 its target part from any number of recordings (:func:`separate_with_majl`) and tracks the
 target's pitch: ``NAME.target.wav``, ``NAME.accompaniment.wav`` (16 kHz; they sum to the
 resampled mono input) and ``NAME.f0.csv`` (time_s, hz — 0 where unvoiced —, confidence).
+A model with one output per part (``sources`` > 1, its ``part_names``) writes
+``NAME.<part>.wav`` and ``NAME.<part>.f0.csv`` for each part instead.
 A file that cannot be read gets a one-line error and the others go on.
 """
 
@@ -227,22 +229,26 @@ def separate_with_majl(system, audio: np.ndarray, chunk_seconds: float = 20.0, c
     (:meth:`~mpe_ssl.systems.MAJL.pitch_logits_long`).
 
     Returns ``target`` and ``accompaniment`` ``(samples,)`` float32 (summing to ``audio``),
-    and per frame ``times`` (s), ``hz`` (0 where unvoiced) and ``confidence``.
+    and per frame ``times`` (s), ``hz`` (0 where unvoiced) and ``confidence``. A model of
+    ``K > 1`` parts returns ``parts`` (its ``part_names``), ``sources`` ``(K, samples)``,
+    ``times`` ``(frames,)``, ``hz`` and ``confidence`` ``(K, frames)``.
     """
     from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE as MAJL_RATE
     from mpe_ssl.models.crepe import decode_pitch
 
-    target = system.separate_long(torch.from_numpy(np.ascontiguousarray(audio)), chunk_seconds, context_seconds)
-    logits = system.pitch_logits_long(target)
-    hz, confidence, voiced = decode_pitch(logits[None], system.voicing_threshold)
-    target = target.numpy()
-    return {
-        "target": target,
-        "accompaniment": (audio - target).astype(np.float32),
-        "times": np.arange(logits.shape[0]) * HOP_LENGTH / MAJL_RATE,
-        "hz": torch.where(voiced, hz, torch.zeros_like(hz))[0].numpy(),
-        "confidence": confidence[0].numpy(),
+    sources = system.separate_parts_long(torch.from_numpy(np.ascontiguousarray(audio)), chunk_seconds, context_seconds)
+    logits = torch.stack([system.pitch_logits_long(source) for source in sources])  # (K, frames, 360)
+    hz, confidence, voiced = decode_pitch(logits, system.voicing_threshold)
+    result = {
+        "times": np.arange(logits.shape[1]) * HOP_LENGTH / MAJL_RATE,
+        "hz": torch.where(voiced, hz, torch.zeros_like(hz)).numpy(),
+        "confidence": confidence.numpy(),
     }
+    if system.num_parts > 1:
+        return {"parts": system.part_names, "sources": sources.numpy(), **result}
+    target = sources[0].numpy()
+    return {"target": target, "accompaniment": (audio - target).astype(np.float32), **result,
+            "hz": result["hz"][0], "confidence": result["confidence"][0]}
 
 
 def separate_files_with_majl(paths: list[str], ckpt: str, out: Path, device: str) -> int:
@@ -264,12 +270,20 @@ def separate_files_with_majl(paths: list[str], ckpt: str, out: Path, device: str
             failed += 1
             continue
         name = Path(path).stem
-        for label in ("target", "accompaniment"):
+        if "parts" in result:  # NAME.<part>.wav and NAME.<part>.f0.csv per part
+            waves = dict(zip(result["parts"], result["sources"]))
+            pitches = [(f"{name}.{part}.f0.csv", result["hz"][k], result["confidence"][k])
+                       for k, part in enumerate(result["parts"])]
+        else:
+            waves = {label: result[label] for label in ("target", "accompaniment")}
+            pitches = [(f"{name}.f0.csv", result["hz"], result["confidence"])]
+        for label, wave in waves.items():
             wav = out / f"{name}.{label}.wav"
-            atomic_write(wav, lambda tmp, x=result[label]: sf.write(tmp, x, MAJL_RATE, format="WAV", subtype="FLOAT"))
+            atomic_write(wav, lambda tmp, x=wave: sf.write(tmp, x, MAJL_RATE, format="WAV", subtype="FLOAT"))
             print(wav)
-        write_f0_csv(out / f"{name}.f0.csv", result["times"], result["hz"], result["confidence"])
-        print(out / f"{name}.f0.csv")
+        for csv, hz, confidence in pitches:
+            write_f0_csv(out / csv, result["times"], hz, confidence)
+            print(out / csv)
     return 1 if failed else 0
 
 
@@ -281,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="With --score: writes OUT/NAME.kept.wav (the kept notes) and OUT/NAME.rest.wav (everything else), "
                f"mono at {SAMPLE_RATE} Hz; the two sum to the (resampled, mono) input. With --ckpt: "
                "OUT/NAME.target.wav, OUT/NAME.accompaniment.wav (16 kHz) and OUT/NAME.f0.csv "
-               "(time_s, hz, confidence) per input.",
+               "(time_s, hz, confidence) per input; with a model of one output per part, "
+               "OUT/NAME.PART.wav and OUT/NAME.PART.f0.csv per part.",
     )
     parser.add_argument("audio", nargs="+",
                         help="the recording (any format soundfile reads; any rate, any channels); several with --ckpt")

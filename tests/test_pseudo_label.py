@@ -3,6 +3,7 @@ resuming an interrupted run, PseudoLabelled items, and the confidence-weighted s
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -34,9 +35,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 @pytest.fixture(scope="module")
 def voice_root(tmp_path_factory):
-    """Two train chorales with a "Voice Oohs" soprano, at twice their tempo (23 s and 28 s)."""
+    """Two train chorales with a "Voice Oohs" soprano, at twice their tempo (23 s and 28 s),
+    and four val chorales (the labelled split of the adaptive threshold's calibration)."""
     config = RenderConfig(seed=0, part_programs={"Soprano": 53}, tempo_factor=(2.0, 2.0),
-                          counts={"train": 2, "val": 0, "test": 0})
+                          counts={"train": 2, "val": 4, "test": 0})
     return render_dataset(config, root=tmp_path_factory.mktemp("pseudo") / "voice", progress=False)
 
 
@@ -291,3 +293,69 @@ def test_stage2_config_resolves_and_keeps_stage1_model(capsys):
         main(["fit", "--config", str(EXPERIMENTS / "majl_stage2.yaml"), "--print_config"])
     assert exit_info.value.code in (0, None)
     assert "class_path: mpe_ssl.data.pseudo.PseudoLabelled" in capsys.readouterr().out
+
+
+def test_adaptive_threshold_is_the_youden_cut_of_good_against_bad_labels():
+    quality = np.array([0.1, 0.2, 0.3, 0.9, 0.8, 0.7])
+    perfect = pseudo_label.adaptive_threshold(np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.4]), quality)
+    assert perfect["threshold"] == 0.4 and perfect["youden_j"] == 1.0 and perfect["kept"] == 0.5
+    assert perfect["spearman"] == pytest.approx(1.0) and perfect["good_quality"] == pytest.approx(0.5)
+    # one bad label above the cut: the cut that keeps all good ones still wins (J = 1 - 1/3)
+    noisy = pseudo_label.adaptive_threshold(np.array([0.1, 0.2, 0.55, 0.6, 0.5, 0.4]), quality)
+    assert noisy["threshold"] == 0.4 and noisy["youden_j"] == pytest.approx(2 / 3)
+    # confidence unrelated to quality: no cut beats keeping everything (J = 0 at the lowest cut)
+    flat = pseudo_label.adaptive_threshold(np.full(6, 0.8), quality)
+    assert flat["threshold"] == 0.8 and flat["youden_j"] == 0.0 and flat["kept"] == 1.0
+    with pytest.raises(MpeSslError, match="at least 4"):
+        pseudo_label.adaptive_threshold(np.array([0.1, 0.9, np.nan]), np.array([0.0, 1.0, 1.0]))
+    with pytest.raises(MpeSslError, match="same quality"):
+        pseudo_label.adaptive_threshold(np.arange(5.0), np.ones(5))
+
+
+def test_calibration_on_the_labelled_split_sets_each_buckets_adaptive_threshold(labelled, voice_root, stage1,
+                                                                                tmp_path):
+    out = tmp_path / "pseudo"
+    shutil.copytree(labelled, out)
+    with pytest.raises(MpeSslError, match="--calibrate"):
+        PseudoLabelled(out, threshold="adaptive")
+    with pytest.raises(MpeSslError, match="'adaptive'"):
+        PseudoLabelled(out, threshold="auto")
+    before = {e["piece"]: (out / e["file"]).stat().st_mtime_ns for e in _manifest(out)["pieces"]}
+    args = ["--ckpt", stage1, "--out", str(out), "--root", str(voice_root), "--fractions", *map(str, FRACTIONS)]
+    assert pseudo_label.main(args + ["--calibrate"]) == 0
+    manifest = _manifest(out)
+    assert {e["piece"]: (out / e["file"]).stat().st_mtime_ns for e in manifest["pieces"]} == before  # labels kept
+    rows = list(csv.DictReader((out / "calibration.csv").open()))
+    assert len(rows) == 4  # every val piece, labelled both ways
+    calibration = manifest["calibration"]
+    assert calibration["split"] == "val"
+    for bucket, confidence, quality in (("separation", "f0_confidence", "f0_overall_accuracy"),
+                                        ("pitch", "stem_confidence", "stem_sdr")):
+        c = np.array([float(r[confidence]) for r in rows])
+        q = np.array([float(r[quality]) for r in rows])
+        assert np.all((c >= 0) & (c <= 1)) and np.all(np.isfinite(q))
+        fit = calibration[bucket]
+        # brute force: no observed cut separates good (>= median quality) from bad labels better
+        good = q >= np.median(q)
+        js = [np.mean(c[good] >= t) - np.mean(c[~good] >= t) for t in c]
+        assert fit["youden_j"] == pytest.approx(max(js), abs=1e-6)
+        assert min(abs(c - fit["threshold"])) < 1e-5 and fit["pieces"] == 4
+    # the stem's quality is that of the separator: its SDR is museval's on the true stem
+    assert float(rows[0]["stem_sdr"]) < 60
+    data = PseudoLabelled(out, threshold="adaptive", excerpt_seconds=2.56)
+    assert data.thresholds == {b: pytest.approx(calibration[b]["threshold"]) for b in ("separation", "pitch")}
+    kept = {e["piece"] for e in manifest["pieces"] if e["confidence"] >= calibration[e["bucket"]]["threshold"]}
+    assert {p["id"] for p in data.pieces} == kept
+    # a rerun keeps the calibration (same checkpoint and labels) without redoing it
+    mtime = (out / "calibration.csv").stat().st_mtime_ns
+    assert pseudo_label.main(args + ["--calibrate"]) == 0
+    assert (out / "calibration.csv").stat().st_mtime_ns == mtime and _manifest(out)["calibration"] == calibration
+
+
+def test_a_several_part_checkpoint_is_refused_in_one_line(voice_root, tmp_path):
+    parts = majl_checkpoint(voice_root, tmp_path / "parts.ckpt", steps=1, excerpt_seconds=0.64,
+                            parts=["Soprano", "Alto", "Tenor", "Bass"])
+    with pytest.raises(MpeSslError, match="MAJL of 4 parts; pseudo labels are made for one target part only"):
+        pseudo_label.main(["--ckpt", parts, "--out", str(tmp_path / "pseudo"), "--root", str(voice_root),
+                           "--fractions", *map(str, FRACTIONS)])
+    assert not (tmp_path / "pseudo" / "manifest.json").exists()

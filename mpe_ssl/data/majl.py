@@ -8,6 +8,12 @@ of data: fully labelled (stems and pitch), separation only (stems) and pitch onl
 falls into one bucket, whose missing labels are absent from its items (not zero-filled; see
 :mod:`mpe_ssl.batch`).
 
+**One target or every part.** ``target`` is one part name (``"Soprano"``: the items of the
+table below) or a list of part names (``["Soprano", "Alto", "Tenor", "Bass"]``, e.g.
+:data:`SATB`): then every part is a target, in the list's order, and the items have a
+parts axis (second table). Only the pieces whose parts are exactly the listed ones are
+kept, so that the stems sum to the mixture (a chorale with a continuo or horns is left out).
+
 Items are at 16 kHz, CREPE's and DJCM's rate (the render's 22050 Hz audio resampled with
 ``scipy.signal.resample_poly`` by 320/441), on 20 ms frames: a hop of :data:`HOP_LENGTH` =
 320 samples at 16 kHz, which is exactly 441 samples at 22050 Hz. Frame ``t`` of an item is
@@ -28,6 +34,16 @@ key         content
 ``kind``    ``labelled`` (every bucket has labels; the bucket says which)
 ``track``   the piece id
 ``start_frame`` the 20 ms frame of the piece at which the item starts
+=========== =============================================================================
+
+With a list of ``K`` parts (``target=[...]``), ``stems`` and ``f0`` have one entry per part,
+in the list's order (the other keys as above):
+
+=========== =============================================================================
+``stems``   ``(K, samples)`` float32, part ``k``'s stem; ``stems.sum(0) == audio`` up to
+            the rounding of the resampling (about 1e-5)
+``f0``      ``(frames, K)`` float32 Hz of each part, 0 where it is silent (monophonic per
+            part, as :func:`target_f0`)
 =========== =============================================================================
 
 Items of different buckets have different keys, so they do not collate into one batch:
@@ -52,13 +68,15 @@ from mpe_ssl.data.datasets import check_rendered_wav, draw_excerpt, even_excerpt
 from mpe_ssl.data.render import SPLITS, RenderConfig, load_manifest, read_notes, render_dataset
 from mpe_ssl.errors import MpeSslError
 
-__all__ = ["BUCKETS", "HOP_LENGTH", "MAJLChorales", "SAMPLE_RATE", "assign_buckets", "resample", "target_f0"]
+__all__ = ["BUCKETS", "HOP_LENGTH", "MAJLChorales", "SAMPLE_RATE", "SATB", "assign_buckets", "resample", "target_f0"]
 
 #: the items' sample rate and hop (20 ms)
 SAMPLE_RATE = 16000
 HOP_LENGTH = 320
 #: the buckets, in the order of ``fractions``
 BUCKETS = ("full", "separation", "pitch")
+#: the four parts of a chorale, top to bottom: ``target=list(SATB)`` makes every one a target
+SATB = ("Soprano", "Alto", "Tenor", "Bass")
 _GCD = math.gcd(SAMPLE_RATE, grid.SAMPLE_RATE)
 _UP, _DOWN = SAMPLE_RATE // _GCD, grid.SAMPLE_RATE // _GCD  # 320, 441
 #: the hop in the render's samples (441 at 22050 Hz)
@@ -129,14 +147,17 @@ def assign_buckets(piece_ids: list[str], fractions: tuple[float, float, float], 
 
 
 class MAJLChorales(Dataset):
-    """Target part, accompaniment and the target's f0 of a rendered chorale split, at 16 kHz,
-    with labels hidden by bucket (see the module docstring for the items' keys).
+    """Target part, accompaniment and the target's f0 (or every part's stem and f0) of a
+    rendered chorale split, at 16 kHz, with labels hidden by bucket (see the module
+    docstring for the items' keys).
 
     Args:
         root: a directory written by :func:`mpe_ssl.data.render.render_dataset`.
         split: ``"train"``, ``"val"`` or ``"test"``.
         target: the part to separate and track (its stem name, e.g. ``"Soprano"``); pieces
-            without it are left out.
+            without it are left out. A list of part names (e.g. ``["Soprano", "Alto",
+            "Tenor", "Bass"]``): every part is a target, in this order (:attr:`parts`);
+            pieces whose parts are not exactly these are left out.
         fractions: ``(full, separation, pitch)`` shares of the pieces, summing to 1
             (default all full: nothing hidden).
         bucket_seed: decides which piece falls into which bucket (:func:`assign_buckets`
@@ -152,7 +173,7 @@ class MAJLChorales(Dataset):
         seed: with the item index, decides each random excerpt (as
             :meth:`mpe_ssl.data.datasets.RenderedChorales._draw` does).
         max_pieces / first_piece: the split's pieces ``first_piece .. first_piece + max_pieces``.
-        cache_audio: keep each piece's mixture and target stem (22050 Hz) in memory.
+        cache_audio: keep each piece's mixture and target stem(s) (22050 Hz) in memory.
         render: without ``root``: :class:`~mpe_ssl.data.render.RenderConfig` fields (e.g.
             ``{seed: 0, part_programs: {Soprano: 53}, detune_cents: 30}``) of a render made
             on first use (this split, all its pieces unless ``counts`` says otherwise) into
@@ -163,7 +184,7 @@ class MAJLChorales(Dataset):
         self,
         root: str | os.PathLike | None = None,
         split: str = "train",
-        target: str = "Soprano",
+        target: str | list[str] = "Soprano",
         fractions: tuple[float, float, float] = (1.0, 0.0, 0.0),
         bucket_seed: int = 0,
         bucket: str | None = None,
@@ -188,17 +209,29 @@ class MAJLChorales(Dataset):
             raise MpeSslError(f"fractions: {fractions!r} must be 3 shares (full, separation, pitch) summing to 1")
         if bucket is not None and bucket not in BUCKETS:
             raise MpeSslError(f"bucket: {bucket!r} is not one of {', '.join(BUCKETS)}")
-        self.root, self.split, self.target = Path(root), split, str(target)
+        if isinstance(target, str):
+            self.target, self.parts = str(target), None
+        else:
+            #: the target parts in the stems' order (None: one target and the accompaniment)
+            self.parts = tuple(str(p) for p in target)
+            self.target = list(self.parts)
+            if not self.parts or len(set(self.parts)) != len(self.parts):
+                raise MpeSslError(f"target: {list(self.parts)!r} must be one part name or distinct part names")
+        self.root, self.split = Path(root), split
         manifest = load_manifest(self.root)
         if manifest.get("sample_rate", grid.SAMPLE_RATE) != grid.SAMPLE_RATE:
             raise MpeSslError(f"{self.root}: rendered at {manifest['sample_rate']} Hz, not {grid.SAMPLE_RATE} Hz")
         pieces = [p for p in manifest["pieces"] if p["split"] == split]
         stop = None if max_pieces is None else int(first_piece) + int(max_pieces)
         pieces = pieces[int(first_piece) : stop]
-        pieces = [p for p in pieces if self.target in p["stems"]]
+        if self.parts is None:
+            pieces = [p for p in pieces if self.target in p["stems"]]
+            wanted = f"a {self.target!r} part"
+        else:
+            pieces = [p for p in pieces if set(p["stems"]) == set(self.parts)]
+            wanted = f"exactly the parts {', '.join(self.parts)}"
         if not pieces:
-            raise MpeSslError(f"{self.root}: no {split} piece (of {first_piece}..{stop or 'the end'}) has a "
-                              f"{self.target!r} part")
+            raise MpeSslError(f"{self.root}: no {split} piece (of {first_piece}..{stop or 'the end'}) has {wanted}")
         self.fractions, self.bucket_seed = fractions, int(bucket_seed)
         self.buckets = assign_buckets([p["id"] for p in pieces], fractions, self.bucket_seed)
         self.bucket = bucket
@@ -232,8 +265,8 @@ class MAJLChorales(Dataset):
                 self.last_start_frame, self.piece_weights = random_excerpt_weights(self.lengths, size, SOURCE_HOP)
         self.length = int(items_per_epoch) if (self.random and items_per_epoch) else len(self.index)
         self._f0: dict[int, np.ndarray] = {}
-        self._audio: dict[tuple[int, str], np.ndarray] = {}
-        self._checked: set[tuple[int, str]] = set()
+        self._audio: dict[tuple[int, str | None], np.ndarray] = {}
+        self._checked: set[tuple[int, str | None]] = set()
 
     @property
     def draws_by_index(self) -> bool:
@@ -250,50 +283,55 @@ class MAJLChorales(Dataset):
 
     # ------------------------------------------------------------------ loading
     def f0(self, i: int) -> np.ndarray:
-        """The target's f0 over the whole of piece ``i``: ``(1 + ceil(samples / 441),)`` Hz."""
+        """The target's f0 over the whole of piece ``i``: ``(1 + ceil(samples / 441),)`` Hz;
+        with several target parts ``(1 + ceil(samples / 441), K)``."""
         if i not in self._f0:
             rows = read_notes(self.root / self.pieces[i]["notes"])
             sr = grid.SAMPLE_RATE
-            notes = np.array([(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"])
-                              for r in rows if r["part"] == self.target], dtype=np.float64)
-            self._f0[i] = target_f0(notes, 1 + -(-int(self.lengths[i]) // SOURCE_HOP))
+            frames = 1 + -(-int(self.lengths[i]) // SOURCE_HOP)
+            per_part = [target_f0(np.array([(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"])
+                                            for r in rows if r["part"] == part], dtype=np.float64), frames)
+                        for part in (self.parts or (self.target,))]
+            self._f0[i] = per_part[0] if self.parts is None else np.stack(per_part, axis=1)
         return self._f0[i]
 
-    def _path(self, i: int, which: str) -> Path:
+    def _path(self, i: int, part: str | None) -> Path:
         piece = self.pieces[i]
-        return self.root / (piece["mix"] if which == "mix" else piece["stems"][self.target])
+        return self.root / (piece["mix"] if part is None else piece["stems"][part])
 
-    def _read(self, i: int, which: str, start: int, stop: int) -> np.ndarray:
-        """Samples ``start .. stop`` (22050 Hz) of the mix or the target stem, zeros outside the piece."""
-        path = self._path(i, which)
-        if (i, which) not in self._checked:
+    def _read(self, i: int, part: str | None, start: int, stop: int) -> np.ndarray:
+        """Samples ``start .. stop`` (22050 Hz) of the mix (``part`` None) or a part's stem,
+        zeros outside the piece."""
+        path = self._path(i, part)
+        if (i, part) not in self._checked:
             check_rendered_wav(path, int(self.lengths[i]))  # never read a damaged WAV as silence
-            self._checked.add((i, which))
+            self._checked.add((i, part))
         n = int(self.lengths[i])
         a, b = min(max(start, 0), n), min(max(stop, 0), n)
         if self.cache_audio:
-            if (i, which) not in self._audio:
-                self._audio[(i, which)] = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1)
-            audio = self._audio[(i, which)][a:b]
+            if (i, part) not in self._audio:
+                self._audio[(i, part)] = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1)
+            audio = self._audio[(i, part)][a:b]
         else:
             audio = sf.read(str(path), start=a, stop=b, dtype="float32", always_2d=True)[0].mean(axis=1)
         return np.pad(audio, (a - start, stop - b))
 
     def excerpt(self, i: int, start_frame: int, frames: int) -> dict:
         """Piece ``i`` from 20 ms frame ``start_frame`` on, ``frames`` hops long, all labels:
-        ``audio (frames * 320,)``, ``stems (2, frames * 320)``, ``f0 (frames + 1,)``."""
+        ``audio (frames * 320,)``, ``stems (2, frames * 320)``, ``f0 (frames + 1,)``; with
+        ``K`` target parts ``stems (K, frames * 320)`` and ``f0 (frames + 1, K)``."""
         start, size = start_frame * SOURCE_HOP, frames * SOURCE_HOP
         span = (start - _MARGIN, start + size + _MARGIN)
         crop = slice(_MARGIN * _UP // _DOWN, _MARGIN * _UP // _DOWN + frames * HOP_LENGTH)
-        mix = resample(self._read(i, "mix", *span))[crop]
-        target = resample(self._read(i, "target", *span))[crop]
+        mix = resample(self._read(i, None, *span))[crop]
+        if self.parts is None:
+            target = resample(self._read(i, self.target, *span))[crop]
+            stems = np.stack([target, mix - target])
+        else:
+            stems = np.stack([resample(self._read(i, part, *span))[crop] for part in self.parts])
         f0 = self.f0(i)[start_frame : start_frame + frames + 1]
-        f0 = np.pad(f0, (0, frames + 1 - len(f0)))
-        return {
-            "audio": torch.from_numpy(mix),
-            "stems": torch.from_numpy(np.stack([target, mix - target])),
-            "f0": torch.from_numpy(f0),
-        }
+        f0 = np.pad(f0, [(0, frames + 1 - len(f0))] + [(0, 0)] * (f0.ndim - 1))
+        return {"audio": torch.from_numpy(mix), "stems": torch.from_numpy(stems), "f0": torch.from_numpy(f0)}
 
     def __getitem__(self, item: int) -> dict:
         if item < 0 or (not self.random and item >= self.length):

@@ -104,7 +104,9 @@ class PseudoLabelled(MAJLChorales):
 
     Args:
         pseudo_dir: a directory written by ``mpe-ssl pseudo-label``.
-        threshold: keep the pieces whose confidence is at least this, in [0, 1].
+        threshold: keep the pieces whose confidence is at least this, in [0, 1]; or
+            ``"adaptive"``: each bucket's threshold of the labels' calibration
+            (``mpe-ssl pseudo-label --calibrate``, :func:`mpe_ssl.pseudo_label.adaptive_threshold`).
         weight_by_confidence: ``weight`` is the piece's confidence (else 1).
         buckets: the buckets whose pseudo-labelled pieces to serve.
         root, split, target, fractions, bucket_seed, first_piece, max_pieces, render: the data
@@ -122,7 +124,7 @@ class PseudoLabelled(MAJLChorales):
     def __init__(
         self,
         pseudo_dir: str | os.PathLike,
-        threshold: float = 0.7,
+        threshold: float | str = 0.7,
         weight_by_confidence: bool = False,
         buckets: tuple[str, ...] = ("separation", "pitch"),
         root: str | os.PathLike | None = None,
@@ -140,23 +142,33 @@ class PseudoLabelled(MAJLChorales):
         cache_audio: bool = False,
         render: dict | None = None,
     ):
-        if not 0.0 <= float(threshold) <= 1.0:
+        adaptive = isinstance(threshold, str)
+        if adaptive and threshold != "adaptive":
+            raise MpeSslError(f"threshold: {threshold!r} must be a number in [0, 1] or 'adaptive'")
+        if not adaptive and not 0.0 <= float(threshold) <= 1.0:
             raise MpeSslError(f"threshold: {threshold} must be in [0, 1]")
         unknown = [b for b in buckets if b not in PSEUDO_BUCKETS]
         if unknown or not buckets:
             raise MpeSslError(f"buckets: {list(buckets)!r} must be some of {', '.join(PSEUDO_BUCKETS)}")
-        self.pseudo_dir, self.threshold = Path(pseudo_dir), float(threshold)
+        self.pseudo_dir = Path(pseudo_dir)
         self.weight_by_confidence = bool(weight_by_confidence)
         manifest = read_pseudo_manifest(self.pseudo_dir)
         where = self.pseudo_dir / MANIFEST
+        if adaptive and "calibration" not in manifest:
+            raise MpeSslError(f"{where}: threshold 'adaptive' needs the labels' calibration; run mpe-ssl "
+                              "pseudo-label again with --calibrate (the labels are kept)")
+        #: the threshold of each bucket
+        self.thresholds = {bucket: float(manifest["calibration"][bucket]["threshold"] if adaptive else threshold)
+                           for bucket in buckets}
+        self.threshold = threshold if adaptive else float(threshold)
         if not manifest.get("complete"):
             raise MpeSslError(f"{where}: the pseudo-label run did not finish ({len(manifest['pieces'])} pieces "
                               "so far); run mpe-ssl pseudo-label again to finish it")
         candidates = [e for e in manifest["pieces"] if e.get("bucket") in buckets]
-        self.entries = {e["piece"]: e for e in candidates if float(e["confidence"]) >= self.threshold}
+        self.entries = {e["piece"]: e for e in candidates if float(e["confidence"]) >= self.thresholds[e["bucket"]]}
         if not self.entries:
             best = max((float(e["confidence"]) for e in candidates), default=float("nan"))
-            raise MpeSslError(f"{where}: no piece of {', '.join(buckets)} has confidence >= {self.threshold:g} "
+            raise MpeSslError(f"{where}: no piece of {', '.join(buckets)} has confidence >= {self._cuts()} "
                               f"({len(candidates)} pieces, the highest {best:.3f})")
         settings = manifest.get("settings", {})
         if root is None and render is None:
@@ -193,7 +205,7 @@ class PseudoLabelled(MAJLChorales):
         kept = [p for p in pieces if p["id"] in self.entries]
         if not kept:
             raise MpeSslError(f"{self.pseudo_dir}: none of its {len(self.entries)} pieces with confidence >= "
-                              f"{self.threshold:g} is among the {self.split} pieces of {self.root}")
+                              f"{self._cuts()} is among the {self.split} pieces of {self.root}")
         for piece in kept:
             labelled, here = self.entries[piece["id"]]["bucket"], self.buckets[piece["id"]]
             if labelled != here:
@@ -273,6 +285,13 @@ class PseudoLabelled(MAJLChorales):
                    weight=torch.tensor(confidence if self.weight_by_confidence else 1.0, dtype=torch.float32))
         return out
 
+    def _cuts(self) -> str:
+        """The thresholds in words: ``0.7``, or ``separation 0.85, pitch 0.91`` when they differ."""
+        cuts = set(self.thresholds.values())
+        if len(cuts) == 1:
+            return f"{cuts.pop():g}"
+        return ", ".join(f"{bucket} {cut:g}" for bucket, cut in self.thresholds.items())
+
     def __repr__(self) -> str:
-        return (f"PseudoLabelled({str(self.pseudo_dir)!r}, threshold {self.threshold:g}, "
+        return (f"PseudoLabelled({str(self.pseudo_dir)!r}, threshold {self._cuts()}, "
                 f"{len(self.pieces)} pieces, {len(self)} items)")

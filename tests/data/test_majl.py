@@ -8,7 +8,8 @@ import soundfile as sf
 import torch
 
 from mpe_ssl import grid
-from mpe_ssl.data.majl import BUCKETS, MAJLChorales, assign_buckets, resample, target_f0
+from mpe_ssl.data.majl import BUCKETS, SATB, MAJLChorales, assign_buckets, resample, target_f0
+from mpe_ssl.data.render import read_notes
 from mpe_ssl.data.render import RenderConfig, load_manifest, render_dataset
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.metrics.melody import melody_scores
@@ -158,3 +159,55 @@ def test_bad_arguments_raise_one_line_errors(voice_root):
     with pytest.raises(MpeSslError, match="longer than every piece"):
         _whole(voice_root, excerpt_seconds=600.0)
     assert load_manifest(voice_root)["counts"]["train"] == 3
+
+
+# ------------------------------------------------------------------ every part a target
+def test_every_part_a_target_stems_sum_to_the_mixture_and_f0_follows_each_parts_notes(voice_root):
+    parts = list(SATB)
+    data = _whole(voice_root, target=parts)
+    assert data.parts == SATB and len(data) == 3
+    item = data[0]
+    n = item["audio"].shape[0]
+    assert item["stems"].shape == (4, n) and item["f0"].shape == (1 + n // 320, 4)
+    assert item["stems"].dtype == item["f0"].dtype == torch.float32
+    torch.testing.assert_close(item["stems"].sum(0), item["audio"], atol=2e-5, rtol=0)
+    assert all(stem.square().mean().sqrt() > 0.005 for stem in item["stems"])  # no silent part
+    # part k's stem and f0 are those of a single-target dataset with target k
+    for k, part in enumerate(parts):
+        alone = _whole(voice_root, target=part)[0]
+        torch.testing.assert_close(item["stems"][k], alone["stems"][0], atol=1e-6, rtol=0)
+        assert torch.equal(item["f0"][:, k], alone["f0"])
+    # each part's f0 sounds its own notes: the frame in the middle of every note is the note's pitch
+    rows = read_notes(voice_root / data.pieces[0]["notes"])
+    for k, part in enumerate(parts):
+        notes = [(r["onset_s"], r["offset_s"], r["midi_pitch"]) for r in rows if r["part"] == part]
+        checked = 0
+        for on, off, pitch in notes:
+            middle = int(round((on + off) / 2 * 50))  # 20 ms frames
+            overlapped = sum(a <= middle / 50 < b for a, b, _ in notes) > 1
+            if off - on >= 0.1 and not overlapped:
+                assert item["f0"][middle, k].item() == pytest.approx(grid.midi_to_hz(pitch), rel=1e-5), (part, on)
+                checked += 1
+        assert checked >= 0.8 * len(notes) > 0, part
+    medians = [item["f0"][:, k][item["f0"][:, k] > 0].median().item() for k in range(4)]
+    assert medians == sorted(medians, reverse=True)  # soprano above alto above tenor above bass
+
+
+def test_every_part_a_target_hides_labels_by_bucket_as_the_single_target(voice_root):
+    parts = list(SATB)
+    data = _whole(voice_root, target=parts, fractions=FRACTIONS, excerpt_seconds=2.0, items_per_epoch=12)
+    assert data.buckets == _whole(voice_root, fractions=FRACTIONS).buckets  # the same pieces, the same buckets
+    for index in range(len(data)):
+        item = data[index]
+        assert KEYS[item["bucket"]] == set(item) & {"audio", "stems", "f0", "targets"}
+        if "stems" in item:
+            assert item["stems"].shape == (4, 32000)
+        if "f0" in item:
+            assert item["f0"].shape == (101, 4)
+    only = _whole(voice_root, target=parts, fractions=FRACTIONS, bucket="full", excerpt_seconds=2.0)
+    batch = torch.utils.data.default_collate([only[k] for k in range(2)])
+    assert batch["stems"].shape == (2, 4, 32000) and batch["f0"].shape == (2, 101, 4)
+    with pytest.raises(MpeSslError, match="exactly the parts Soprano, Alto"):
+        _whole(voice_root, target=["Soprano", "Alto"])  # the stems would not sum to the mixture
+    with pytest.raises(MpeSslError, match="distinct part names"):
+        _whole(voice_root, target=["Soprano", "Soprano", "Tenor", "Bass"])

@@ -1,10 +1,10 @@
-"""mpe-ssl separate --ckpt: a MAJL model's target, accompaniment and f0 for many files."""
+"""mpe-ssl separate --ckpt: a MAJL model's target, accompaniment and f0 for many files (or every part's)."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE
+from mpe_ssl.data.majl import HOP_LENGTH, SAMPLE_RATE, SATB
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.separate import main, separate_with_majl
 from mpe_ssl.systems import load_system
@@ -15,6 +15,13 @@ from tests.conftest import majl_checkpoint as train_majl
 def majl_checkpoint(rendered_root, tmp_path_factory) -> str:
     """A real Lightning checkpoint of a small MAJL after two steps on a rendered chorale."""
     return train_majl(rendered_root, tmp_path_factory.mktemp("majl") / "majl.ckpt", steps=2, excerpt_seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def parts_checkpoint(rendered_root, tmp_path_factory) -> str:
+    """The same with one output per part (Soprano, Alto, Tenor, Bass), after one step."""
+    return train_majl(rendered_root, tmp_path_factory.mktemp("majl") / "parts.ckpt", steps=1, excerpt_seconds=1.0,
+                      parts=list(SATB))
 
 
 def test_many_files_any_rate_bad_ones_named(majl_checkpoint, rendered_root, tmp_path, capsys):
@@ -65,3 +72,35 @@ def test_wrong_checkpoint_and_mixed_modes_are_one_line_errors(tiny_checkpoint, m
         main([str(wav), "--ckpt", majl_checkpoint, "--score", "x.mid"])
     with pytest.raises(MpeSslError, match="--score MIDI"):
         main([str(wav)])
+
+
+def test_a_four_part_model_writes_every_parts_stem_and_f0(parts_checkpoint, rendered_root, tmp_path, capsys):
+    assert load_system(parts_checkpoint).part_names == SATB
+    mix = next(rendered_root.glob("*/*/mix.wav"))
+    audio, rate = sf.read(str(mix), frames=3 * 22050, dtype="float32")
+    song = tmp_path / "song.wav"
+    sf.write(str(song), audio, rate)
+    out = tmp_path / "out"
+    assert main([str(song), "--ckpt", parts_checkpoint, "--out", str(out)]) == 0
+    expected = {f"song.{part}.wav" for part in SATB} | {f"song.{part}.f0.csv" for part in SATB}
+    assert {p.name for p in out.iterdir()} == expected  # no target/accompaniment, no temporary files
+    assert set(capsys.readouterr().out.split()) == {str(out / name) for name in expected}
+    stems = []
+    for part in SATB:
+        stem, rate_s = sf.read(str(out / f"song.{part}.wav"), dtype="float32")
+        assert rate_s == SAMPLE_RATE and len(stem) == 3 * SAMPLE_RATE
+        stems.append(stem)
+        rows = (out / f"song.{part}.f0.csv").read_text().splitlines()
+        assert rows[0] == "time_s,hz,confidence" and len(rows) - 1 == 1 + 3 * SAMPLE_RATE // HOP_LENGTH
+        values = np.array([[float(x) for x in row.split(",")] for row in rows[1:]])
+        assert np.all(values[:, 1] >= 0) and np.all((0 <= values[:, 2]) & (values[:, 2] <= 1))
+    assert all(not np.array_equal(stems[0], other) for other in stems[1:])  # four different masks
+    # chunked separation is the whole one, part by part
+    from mpe_ssl.audio.io import load_audio
+
+    mono = load_audio(song, sample_rate=SAMPLE_RATE)
+    system = load_system(parts_checkpoint)
+    whole, chunked = separate_with_majl(system, mono, 60.0), separate_with_majl(system, mono, 1.0, 1.0)
+    assert whole["parts"] == SATB and whole["sources"].shape == (4, len(mono)) and whole["hz"].shape == (4, 151)
+    np.testing.assert_allclose(chunked["sources"], whole["sources"], atol=1e-3 * np.abs(whole["sources"]).max())
+    np.testing.assert_allclose(whole["sources"], np.stack(stems), atol=1e-6)
