@@ -48,19 +48,24 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def _residual_stack(channels: int) -> nn.Sequential:
-    return nn.Sequential(*(ResidualBlock(channels, dilation) for dilation in (1, 2, 3)))
+#: dilations of the residual blocks of each encoder and decoder block (Timbre-Trap's)
+DILATIONS = (1, 2, 3)
+
+
+def _residual_stack(channels: int, dilations: tuple[int, ...] = DILATIONS) -> nn.Sequential:
+    return nn.Sequential(*(ResidualBlock(channels, dilation) for dilation in dilations))
 
 
 class EncoderBlock(nn.Module):
-    """Residual blocks (dilation 1, 2, 3), then halve frequency with a (4, 1) stride-(2, 1) conv.
+    """Residual blocks (dilations 1, 2, 3 by default), then halve frequency with a (4, 1) stride-(2, 1) conv.
 
     ``(B, C_in, F, T) -> (B, C_out, F // 2 - 1, T)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, in_bins: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, in_bins: int,
+                 dilations: tuple[int, ...] = DILATIONS) -> None:
         super().__init__()
-        self.residual = _residual_stack(in_channels)
+        self.residual = _residual_stack(in_channels, dilations)
         self.down = nn.Conv2d(in_channels, out_channels, kernel_size=(4, 1), stride=(2, 1))
         self.norm = FrameLayerNorm([out_channels, in_bins // 2 - 1])
         self.act = nn.ELU(inplace=True)
@@ -75,14 +80,15 @@ class DecoderBlock(nn.Module):
     ``(B, C_in, F, T) -> (B, C_out, out_bins, T)`` with ``out_bins = 2 F + 2 + (out_bins % 2)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, out_bins: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, out_bins: int,
+                 dilations: tuple[int, ...] = DILATIONS) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(
             in_channels, out_channels, kernel_size=(4, 1), stride=(2, 1), output_padding=(out_bins % 2, 0)
         )
         self.norm = FrameLayerNorm([out_channels, out_bins])
         self.act = nn.ELU(inplace=True)
-        self.residual = _residual_stack(out_channels)
+        self.residual = _residual_stack(out_channels, dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.residual(self.act(self.norm(self.up(x))))
@@ -107,6 +113,9 @@ class TimbreTrapAE(nn.Module):
             the untrained model predicts that prior instead of 0.5 everywhere (the prior
             initialisation of RetinaNet); it skips the first hundreds of steps in which BCE
             only pushes every bin down. None keeps PyTorch's default (the paper's code).
+        dilations: the time-and-frequency dilations of the residual blocks in every encoder
+            and decoder block (Timbre-Trap's ``(1, 2, 3)``); fewer blocks make a cheaper
+            network (each block costs about a sixth of the default network's time on CPU).
     """
 
     def __init__(
@@ -117,8 +126,12 @@ class TimbreTrapAE(nn.Module):
         latent_size: int | None = None,
         n_blocks: int = 4,
         initial_salience: float | None = None,
+        dilations: tuple[int, ...] = DILATIONS,
     ) -> None:
         super().__init__()
+        dilations = tuple(int(d) for d in dilations)
+        if not dilations or min(dilations) < 1:
+            raise ValueError(f"dilations={dilations}: give at least one dilation, each >= 1")
         channels = encoder_channels(model_complexity, n_blocks)
         sizes = [n_bins]
         for _ in range(n_blocks):
@@ -134,7 +147,7 @@ class TimbreTrapAE(nn.Module):
             nn.ELU(inplace=True),
         )
         self.encoder_blocks = nn.Sequential(
-            *(EncoderBlock(channels[i], channels[i + 1], sizes[i]) for i in range(n_blocks))
+            *(EncoderBlock(channels[i], channels[i + 1], sizes[i], dilations) for i in range(n_blocks))
         )
         self.to_latent = nn.Conv2d(channels[-1], latent_size, kernel_size=(sizes[-1], 1))
         self.latent_norm = nn.LayerNorm(latent_size)
@@ -146,7 +159,7 @@ class TimbreTrapAE(nn.Module):
         )
         self.decoder_blocks = nn.Sequential(
             *(
-                DecoderBlock(channels[n_blocks - i], channels[n_blocks - i - 1], sizes[n_blocks - i - 1])
+                DecoderBlock(channels[n_blocks - i], channels[n_blocks - i - 1], sizes[n_blocks - i - 1], dilations)
                 for i in range(n_blocks)
             )
         )

@@ -1,5 +1,6 @@
 """The autoencoder has the architecture of the paper's public code."""
 
+import pytest
 import torch
 
 from mpe_ssl.models import TimbreTrapAE
@@ -37,3 +38,20 @@ def test_encoder_and_decoder_parameters_partition_the_model():
     model = TimbreTrapAE(model_complexity=1)
     ids = [id(p) for p in model.encoder_parameters() + model.decoder_parameters()]
     assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+
+
+def test_fewer_residual_dilations_make_a_smaller_network_with_a_shorter_reach():
+    from mpe_ssl.pretrained import time_major_twin
+    from mpe_ssl.transcribe import network_receptive_field
+
+    default, one = TimbreTrapAE(model_complexity=1), TimbreTrapAE(model_complexity=1, dilations=[3])
+    assert network_receptive_field(default) == 1 + 8 * (1 + 2 + 3) + 1
+    assert network_receptive_field(one) == 1 + 8 * 3 + 1
+    blocks = [m for m in one.modules() if type(m).__name__ == "ResidualBlock"]
+    assert len(blocks) == 8 and all(b.body[0].dilation == (3, 3) for b in blocks)
+    assert sum(p.numel() for p in one.parameters()) < sum(p.numel() for p in default.parameters())
+    features = torch.rand(1, 6, 440, 40)
+    assert one.eval()(features).shape == (1, 440, 40)
+    assert time_major_twin(one) is not None  # the fast CPU inference layout takes it too
+    with pytest.raises(ValueError, match="dilations"):
+        TimbreTrapAE(dilations=[])
