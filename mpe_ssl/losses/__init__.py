@@ -1,6 +1,6 @@
 """Losses: plain functions of tensors, each with its formula in the docstring."""
 
-from mpe_ssl.losses.bce import bce_sum_bins
+from mpe_ssl.losses.bce import bce_sum_bins, confident
 from mpe_ssl.losses.divergence import generalized_kl
 from mpe_ssl.losses.energy import (
     energy_loss,
@@ -22,6 +22,7 @@ __all__ = [
     "intl_loss",
     "intl_trace_loss",
     "bce_sum_bins",
+    "confident",
     "energy_loss",
     "equivariance_loss",
     "first_harmonic",

@@ -27,3 +27,18 @@ def bce_sum_bins(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
     mask = mask.to(loss.dtype).expand_as(loss)
     frame_weight = mask.amax(dim=1)
     return (loss * mask).sum() / frame_weight.sum().clamp(min=1.0)
+
+
+def confident(targets: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Mask (same shape, float, no gradient) of the target entries whose probability is sure.
+
+    An entry counts when ``max(y, 1 - y) >= threshold``: near 0 or near 1, not in between, so
+    a self-supervised target only teaches what the model is already confident of (the
+    confidence-masked targets of FixMatch-style self-training).
+
+    Args:
+        targets: ``(batch, bins, frames)`` target probabilities ``y``.
+        threshold: in (0.5, 1].
+    """
+    return ((targets.detach() - 0.5).abs() >= threshold - 0.5).to(targets.dtype)
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mpe_ssl.losses.bce import bce_sum_bins
+from mpe_ssl.losses.bce import bce_sum_bins, confident
 from mpe_ssl.transforms.geometric import GeometricParams, apply_geometric
 
 __all__ = ["equivariance_loss"]
@@ -17,6 +17,7 @@ def equivariance_loss(
     params: GeometricParams,
     stop_gradient: bool = False,
     masked: bool = True,
+    confidence: float | None = None,
 ) -> Tensor:
     """Geometric equivariance: ``B(F(T(X)), T(sigmoid(F(X))))`` under the validity mask.
 
@@ -33,6 +34,8 @@ def equivariance_loss(
         stop_gradient: detach the target. Default False, as in the paper's code.
         masked: False scores every bin and frame against the zero-filled target, which
             is what the reference code (ss-mpe v0.2.0) does.
+        confidence: when given, only the target entries with ``max(y, 1 - y) >= confidence``
+            count as well (:func:`mpe_ssl.losses.bce.confident`); None: every entry.
 
     Returns:
         scalar loss.
@@ -40,4 +43,9 @@ def equivariance_loss(
     targets, mask = apply_geometric(torch.sigmoid(logits), params)
     if stop_gradient:
         targets = targets.detach()
-    return bce_sum_bins(transformed_logits, targets, mask if masked else None)
+    if not masked:
+        mask = None
+    if confidence is not None:
+        sure = confident(targets, confidence)
+        mask = sure if mask is None else mask.to(sure.dtype) * sure
+    return bce_sum_bins(transformed_logits, targets, mask)

@@ -10,6 +10,13 @@ One training step, shapes ``(batch, ...)`` over the samples of every stream toge
     support/harmonic/energy/sparsity from X itself          energy streams
     intl            INTL(latents of X, latents of a view)   intl streams (frames as samples)
 
+The view terms' target ``sigmoid(z)`` is the online network's own prediction (the paper), or
+with ``target_network="ema"`` that of a teacher whose weights are an exponential moving
+average of the network's (mean-teacher / BYOL style; no gradient); ``target_confidence``
+keeps only the target entries near 0 or 1; ``balanced_terms`` rescale chosen terms to the
+supervised term's magnitude each step. These three are remedies for the blank-prediction
+collapse, beside ``stop_gradient`` and INTL; none is in the paper.
+
 Each term is computed per stream (by stream *name*: two unlabelled sources are two streams)
 and logged as ``train/<stream>/<term>``; the term's value in the total is the sample-weighted
 mean over the streams it applies to. A term's stream list may name streams or kinds
@@ -23,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import copy
 
 import numpy as np
 import torch
@@ -104,6 +113,18 @@ class SelfSupervisedMPE(MPESystem):
             its views) and recompute its activations in the backward pass: one pass's
             activations in memory at a time instead of four, for about a third more compute;
             the same numbers either way.
+        target_network: whose prediction is the target of the view terms: ``online`` (the
+            network itself, the paper) or ``ema`` (a teacher copy of the network, updated
+            after every optimiser step as ``teacher = d teacher + (1 - d) network``; its
+            targets carry no gradient). The teacher is saved in checkpoints (exact resume).
+        ema_decay: ``d`` of the EMA teacher, in [0, 1).
+        target_confidence: when given (in (0.5, 1]), the view terms count only the target
+            entries with ``max(y, 1 - y) >= target_confidence``; None: every entry (the paper).
+        balanced_terms: terms whose value is rescaled each step to the supervised term's
+            magnitude, ``w * L * (L_sup / L).detach()``: their gradient direction is kept, their
+            scale follows the supervised loss's (e.g. ``[energy, sparsity]``, whose raw scale
+            differs from the BCE terms' by orders of magnitude). No effect on a batch without
+            supervised samples.
         **kwargs: see :class:`MPESystem`.
     """
 
@@ -132,6 +153,10 @@ class SelfSupervisedMPE(MPESystem):
         transform_seed: int = 0,
         blur_sigma: float = 1.0,
         activation_checkpointing: bool = False,
+        target_network: str = "online",
+        ema_decay: float = 0.99,
+        target_confidence: float | None = None,
+        balanced_terms: Sequence[str] = (),
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -146,7 +171,18 @@ class SelfSupervisedMPE(MPESystem):
             raise MpeSslError(f"intl_axis: {intl_axis!r} is not 'feature' or 'sample'")
         if not 0 <= max_shift_fraction <= 1:
             raise MpeSslError(f"max_shift_fraction: {max_shift_fraction} must be in [0, 1]")
+        if target_network not in ("online", "ema"):
+            raise MpeSslError(f"target_network: {target_network!r} is not 'online' or 'ema'")
+        if not 0 <= ema_decay < 1:
+            raise MpeSslError(f"ema_decay: {ema_decay} must be in [0, 1)")
+        if target_confidence is not None and not 0.5 < target_confidence <= 1:
+            raise MpeSslError(f"target_confidence: {target_confidence} must be in (0.5, 1]")
+        unbalanced = sorted(set(balanced_terms) - (set(TERMS) - {"supervised"}))
+        if unbalanced:
+            raise MpeSslError(f"balanced_terms: {unbalanced} are not terms other than 'supervised' {list(TERMS)}")
         self.drum_bank: DrumBank | None = None
+        # the EMA teacher: a frozen copy of the network, outside the optimiser, in the state dict
+        self.teacher = copy.deepcopy(self.network).requires_grad_(False) if target_network == "ema" else None
 
     @property
     def needs_drums(self) -> bool:
@@ -155,6 +191,10 @@ class SelfSupervisedMPE(MPESystem):
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        if stage == "fit" and self.teacher is not None:
+            # the teacher starts as the network (after init_weights); a resumed fit then
+            # restores the saved teacher over this
+            self.teacher.load_state_dict(self.network.state_dict())
         if stage == "fit" and self.needs_drums and self.drum_bank is None:
             datamodule = getattr(self._trainer, "datamodule", None)
             self.drum_bank = getattr(datamodule, "drum_bank", None)
@@ -201,6 +241,10 @@ class SelfSupervisedMPE(MPESystem):
         samples = len(step.names)
         for name, value in terms.items():
             self.log(f"train/{name}", value, batch_size=samples)
+        if "supervised" in terms:
+            for name in self.hparams.balanced_terms:
+                if name in terms:
+                    terms[name] = terms[name] * (terms["supervised"] / terms[name].clamp(min=1e-8)).detach()
         total = sum(self.weights[name] * value for name, value in terms.items())
         self.log("train/loss", total, prog_bar=True, batch_size=samples)
         return total
@@ -249,6 +293,28 @@ class SelfSupervisedMPE(MPESystem):
             return checkpoint(self.network.forward_with_latents, features, use_reentrant=False)
         return self.network.forward_with_latents(features)
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        """Move the EMA teacher toward the network after the optimiser's step."""
+        if self.teacher is not None:
+            with torch.no_grad():
+                for teacher, student in zip(self.teacher.parameters(), self.network.parameters()):
+                    teacher.lerp_(student, 1.0 - self.hparams.ema_decay)
+
+    def _target_logits(self, step: _Step, index: torch.Tensor) -> torch.Tensor:
+        """``(batch, bins, frames)`` logits whose sigmoid is the view terms' target.
+
+        The network's own logits, or the EMA teacher's on samples ``index`` (zeros elsewhere;
+        no gradient), computed once per step.
+        """
+        if self.teacher is None:
+            return step.logits
+        if "teacher" not in step.views:
+            with torch.no_grad():
+                target = torch.zeros_like(step.logits)
+                target[index] = self.teacher.forward_with_latents(step.features[index])[0]
+            step.views["teacher"] = target
+        return step.views["teacher"]
+
     def _curve_settings(self) -> dict:
         """The EQ curve's shape parameters for :func:`random_equalization`."""
         hp = self.hparams
@@ -281,12 +347,16 @@ class SelfSupervisedMPE(MPESystem):
         if not groups:
             return {}
         ss = torch.cat(list(groups.values()))
+        targets = self._target_logits(step, ss)
+        sure = hp.target_confidence
         terms: dict[str, torch.Tensor] = {}
         for kind in ("timbre", "percussion"):
             if kind in self.weights:
                 z_v = self._view(step, kind, ss)[0]
-                terms.update(self._term(kind, step, hp.self_supervised_streams,
-                                        lambda i, z_v=z_v: invariance_loss(z_v[i], logits[i], hp.stop_gradient)))
+                terms.update(self._term(
+                    kind, step, hp.self_supervised_streams,
+                    lambda i, z_v=z_v: invariance_loss(z_v[i], targets[i], hp.stop_gradient, sure),
+                ))
         if "geometric" in self.weights:
             moved, _, params = random_geometric(
                 step.features[ss], step.generator, hp.max_shift_bins, self._max_shift_frames(logits.shape[-1]),
@@ -299,7 +369,8 @@ class SelfSupervisedMPE(MPESystem):
             position[ss] = torch.arange(len(ss), device=logits.device)
             terms.update(self._term(
                 "geometric", step, hp.self_supervised_streams,
-                lambda i: equivariance_loss(z_g[i], logits[i], params[position[i]], hp.stop_gradient),
+                lambda i: equivariance_loss(z_g[i], targets[i], params[position[i]], hp.stop_gradient,
+                                            confidence=sure),
             ))
         return terms
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from lightning.pytorch import Trainer
@@ -177,3 +179,110 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
         results.append((loss.detach(), [p.grad.clone() for p in system.network.parameters()]))
     assert torch.equal(results[0][0], results[1][0])
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(results[0][1], results[1][1]))
+
+
+# ---------------------------------------------------------------- collapse remedies (issue 12)
+def _first_batch(root):
+    datamodule = _mixed(root)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule, {name: next(iter(loader)) for name, loader in datamodule.train_dataloader().items()}
+
+
+def test_ema_teacher_follows_the_network_at_its_decay_and_gives_gradient_free_targets(rendered_root, tmp_path):
+    torch.manual_seed(0)
+    start = tiny_network()
+    follower = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=copy.deepcopy(start),
+                                 target_network="ema", ema_decay=0.0)
+    _fit(follower, rendered_root, tmp_path, steps=2)
+    for t, s in zip(follower.teacher.parameters(), follower.network.parameters()):  # decay 0: the network itself
+        assert torch.equal(t, s)
+    slow = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=copy.deepcopy(start),
+                             target_network="ema", ema_decay=0.9)
+    _fit(slow, rendered_root, tmp_path, steps=2)
+    start_params, net, teach = (torch.cat([p.flatten() for p in m.parameters()])
+                                for m in (start, slow.network, slow.teacher))
+    assert all(not p.requires_grad for p in slow.teacher.parameters())
+    # two EMA steps at 0.9 move the teacher about a tenth to a fifth of the way: between start and network
+    assert 0 < (teach - start_params).norm() < 0.5 * (net - start_params).norm()
+    assert any(key.startswith("teacher.") for key in slow.state_dict())  # saved for an exact resume
+    # the targets carry no gradient: the timbre term's gradient equals the stop-gradient one's
+    # when the teacher is the network
+    datamodule, batch = _first_batch(rendered_root)
+    grads = {}
+    for name, kwargs in {"ema": {"target_network": "ema", "ema_decay": 0.5}, "stop": {"stop_gradient": True}}.items():
+        torch.manual_seed(0)
+        system = SelfSupervisedMPE(weights={"timbre": 1.0}, network=copy.deepcopy(start), **kwargs)
+        if system.teacher is not None:
+            system.teacher.load_state_dict(system.network.state_dict())
+        system.training_step(batch, 0).backward()
+        grads[name] = [p.grad.clone() for p in system.network.parameters() if p.grad is not None]
+    for a, b in zip(grads["ema"], grads["stop"]):
+        torch.testing.assert_close(a, b)
+
+
+def test_confidence_masked_targets_count_only_sure_entries():
+    from mpe_ssl.losses import confident, equivariance_loss, invariance_loss
+    from mpe_ssl.transforms import random_geometric
+
+    torch.manual_seed(0)
+    logits, moved = torch.randn(2, 440, 20) * 3, torch.randn(2, 440, 20)
+    targets = torch.sigmoid(logits)
+    sure = confident(targets, 0.9)
+    assert 0 < sure.mean() < 1 and torch.all((targets[sure.bool()] - 0.5).abs() >= 0.4)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(moved, targets, reduction="none")
+    expected = (expected * sure).sum() / sure.amax(dim=1).sum()
+    torch.testing.assert_close(invariance_loss(moved, logits, confidence=0.9), expected)
+    assert invariance_loss(moved, logits, confidence=0.9) != invariance_loss(moved, logits)
+    # geometric: the confidence mask multiplies the validity mask
+    features = torch.rand(2, 6, 440, 20)
+    _, _, params = random_geometric(features, torch.Generator().manual_seed(0), 20, 5, 1.5, 1)
+    full = equivariance_loss(moved, logits, params)
+    masked = equivariance_loss(moved, logits, params, confidence=0.9)
+    assert torch.isfinite(masked) and masked != full
+    assert torch.allclose(equivariance_loss(moved, logits, params, confidence=0.5 + 1e-9), full)
+
+
+def test_balanced_terms_take_the_supervised_terms_magnitude(rendered_root):
+    datamodule, batch = _first_batch(rendered_root)
+    values = {}
+    for balanced in ((), ("energy",)):
+        torch.manual_seed(0)
+        system = SelfSupervisedMPE(weights={"supervised": 1.0, "energy": 2.0}, network=tiny_network(),
+                                   energy_streams=["unlabelled"], balanced_terms=balanced)
+        logged = {}
+        system.log = lambda name, value, **kw: logged.__setitem__(name, value.detach())
+        total = system.training_step(batch, 0)
+        values[balanced] = (total.detach(), logged)
+    raw_total, raw = values[()]
+    bal_total, bal = values[("energy",)]
+    torch.testing.assert_close(raw_total, raw["train/supervised"] + 2 * raw["train/energy"])
+    torch.testing.assert_close(bal_total, bal["train/supervised"] * 3)  # 1 * L_sup + 2 * L_sup
+    assert not torch.isclose(raw["train/energy"], raw["train/supervised"])  # so the rescaling did something
+    assert not torch.isclose(raw_total, bal_total)
+
+
+@pytest.mark.parametrize("kwargs, key", [({"target_network": "student"}, "target_network"),
+                                         ({"ema_decay": 1.0}, "ema_decay"),
+                                         ({"target_confidence": 0.4}, "target_confidence"),
+                                         ({"balanced_terms": ["supervised"]}, "balanced_terms")])
+def test_remedy_settings_out_of_range_are_named(kwargs, key):
+    with pytest.raises(MpeSslError, match=key):
+        SelfSupervisedMPE(network=tiny_network(), **kwargs)
+
+
+def test_a_resumed_fit_restores_the_ema_teacher_instead_of_restarting_it(rendered_root, tmp_path):
+    torch.manual_seed(0)
+    settings = dict(weights={"supervised": 1.0, "timbre": 1.0}, target_network="ema", ema_decay=0.9)
+    system = SelfSupervisedMPE(network=tiny_network(), **settings)
+    trainer = _fit(system, rendered_root, tmp_path, steps=2)
+    path = tmp_path / "two_steps.ckpt"
+    trainer.save_checkpoint(path)
+    saved = {k: v.clone() for k, v in system.teacher.state_dict().items()}
+    assert any(not torch.equal(saved[k], v) for k, v in system.network.state_dict().items())
+    resumed = SelfSupervisedMPE(network=tiny_network(), **settings)
+    again = Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    again.fit(resumed, datamodule=_mixed(rendered_root), ckpt_path=path, weights_only=False)  # nothing left to train: restore only
+    for key, value in resumed.teacher.state_dict().items():
+        assert torch.equal(value, saved[key]), key

@@ -1,0 +1,243 @@
+"""The faithful SS-MPE experiment (issue 12): closed conditions, the SS share of the batch, remedies.
+
+Every condition is an edit of ``experiments/ssmpe_faithful.yaml`` (the reference's protocol on
+detuned chorales, with out-of-domain self-supervision-only audio) fitted from scratch:
+
+- ``closed/<name>``: labelled data only (the paper's Table 1): ``supervised``, ``+timbre``,
+  ``+percussion``, ``+geometric``, ``+all``; the SS-domain validation pieces are watched, never
+  trained on, so ``closed/supervised`` is "supervised alone on that domain";
+- ``share/s<K>``: all three self-supervised terms, K self-supervision-only samples per batch
+  beside the 8 labelled ones (the paper: K in {2, 4, 8, 16});
+- ``remedy/<name>``: ``share/s<K>`` (``--remedy-share``) plus one collapse remedy:
+  ``stopgrad`` (detached targets), ``ema`` (an EMA teacher's targets), ``confidence``
+  (targets counted only where near 0 or 1), ``ema+confidence``, ``intl`` (IterNorm whitening
+  + trace loss on the SS-only latents), ``energy`` (energy + sparsity terms on the SS-only
+  samples, rescaled each step to the supervised term's magnitude).
+
+Each condition fits in its own folder ``runs/ssmpe_faithful/<condition>`` (resumable: a rerun
+continues from its newest ``version_N/last.ckpt``); ``--parallel N`` runs N conditions at once (e.g. on a GPU,
+or one per CPU core with ``--threads 1``). The summary (table + curves) goes to
+``docs/ssmpe/faithful/`` from the runs' ``metrics.csv``.
+
+Usage:
+    python experiments/ssmpe_faithful.py --groups closed share remedy --steps 1500 [--complexity 2]
+    python experiments/ssmpe_faithful.py --summarise-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = ROOT / "experiments" / "ssmpe_faithful.yaml"
+RUNS = ROOT / "runs" / "ssmpe_faithful"
+DOCS = ROOT / "docs" / "ssmpe" / "faithful"
+SS_TERMS = {"timbre": 1.0, "percussion": 1.0, "geometric": 1.0}
+REMEDIES = {
+    "stopgrad": {"stop_gradient": True},
+    "ema": {"target_network": "ema", "ema_decay": 0.99},
+    "confidence": {"target_confidence": 0.8},
+    "ema+confidence": {"target_network": "ema", "ema_decay": 0.99, "target_confidence": 0.8},
+    "intl": {"weights": {"intl": 1.0}},  # on the SS-only stream's latents (intl_streams' default)
+    "energy": {"weights": {"energy": 1.0, "sparsity": 0.1}, "balanced_terms": ["energy", "sparsity"]},
+}
+
+
+def conditions(groups: list[str], shares: list[int], remedy_share: int, remedies: list[str]) -> dict[str, dict]:
+    """name -> {"model": init_args to set, "share": SS-only samples per batch (0: none)}."""
+    grid: dict[str, dict] = {}
+    if "closed" in groups:
+        grid["closed/supervised"] = {"model": {"weights": {"supervised": 1.0}}, "share": 0}
+        for term in SS_TERMS:
+            grid[f"closed/+{term}"] = {"model": {"weights": {"supervised": 1.0, term: 1.0}}, "share": 0}
+        grid["closed/+all"] = {"model": {"weights": {"supervised": 1.0, **SS_TERMS}}, "share": 0}
+    if "share" in groups:
+        for share in shares:
+            grid[f"share/s{share}"] = {"model": {"weights": {"supervised": 1.0, **SS_TERMS}}, "share": share}
+    if "remedy" in groups:
+        for name in remedies:
+            remedy = copy.deepcopy(REMEDIES[name])
+            weights = {"supervised": 1.0, **SS_TERMS, **remedy.pop("weights", {})}
+            grid[f"remedy/{name}"] = {"model": {"weights": weights, **remedy}, "share": remedy_share}
+    return grid
+
+
+def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path = RUNS) -> Path:
+    """Write ``<runs>/<name>/config.yaml``: the base config with the condition's edits."""
+    config = yaml.safe_load(BASE.read_text())
+    out = runs / name
+    trainer = config["trainer"]
+    trainer.update(max_steps=args.steps, val_check_interval=args.val_every, default_root_dir=str(out))
+    for logger in trainer["logger"]:
+        logger["init_args"]["save_dir"] = str(out)
+    for callback in trainer["callbacks"]:
+        if "dirpath" in callback.get("init_args", {}):
+            callback["init_args"]["dirpath"] = str(out)
+    model = config["model"]["init_args"]
+    model.update(copy.deepcopy(condition["model"]))
+    model["network"]["init_args"]["model_complexity"] = args.complexity
+    data = config["data"]["init_args"]
+    data.update(steps_per_epoch=args.steps, num_workers=args.workers)
+    for stream in data["train_streams"][1:] + data["val_streams"][1:] + data["test_streams"][1:]:
+        stream["dataset"]["init_args"]["render_workers"] = args.render_workers
+    labelled, ssdomain = data["train_streams"]
+    labelled["batch_size"] = args.labelled_batch
+    ssdomain["batch_size"] = condition["share"]
+    data["train_streams"] = [labelled] + ([ssdomain] if condition["share"] else [])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def command(name: str, condition: dict, args: argparse.Namespace) -> list[str]:
+    """The ``mpe-ssl fit`` command of a condition, resuming from its ``last.ckpt`` when there."""
+    config = make_config(name, condition, args)
+    # each fit writes its checkpoints under the next free version_N: resume from the newest
+    lasts = sorted(config.parent.glob("version_*/last.ckpt"), key=lambda p: int(p.parent.name[8:]))
+    resume = ["--ckpt_path", str(lasts[-1])] if lasts else []
+    limit = ["--trainer.max_time", args.max_time] if args.max_time else []
+    return [sys.executable, "-m", "mpe_ssl.cli", "fit", "--config", str(config), *resume, *limit, *args.cli_args.split()]
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Render every dataset the conditions read (labelled chorales, the SS domain's three splits)
+    once, before conditions start side by side."""
+    from mpe_ssl.cli import lightning_cli
+
+    config = make_config("share/s16", conditions(["share"], [16], 16, [])["share/s16"], args)
+    cli = lightning_cli(["--config", str(config)], run=False)  # the SS-domain datasets render when built
+    cli.datamodule.prepare_data()
+
+
+def run_all(grid: dict[str, dict], args: argparse.Namespace) -> None:
+    """Fit every condition, ``args.parallel`` at a time; wall times to ``<run>/time.json``."""
+    env = {**os.environ}
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    pending, running = list(grid.items()), []
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            name, condition = pending.pop(0)
+            RUNS.mkdir(parents=True, exist_ok=True)
+            log = open(RUNS / f"{name.replace('/', '_')}.log", "a")
+            process = subprocess.Popen(command(name, condition, args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            running.append((name, process, time.time()))
+            print(f"started {name}", flush=True)
+        time.sleep(5)
+        for item in list(running):
+            name, process, start = item
+            if process.poll() is not None:
+                running.remove(item)
+                seconds = time.time() - start
+                (RUNS / name / "time.json").write_text(json.dumps({"seconds": seconds, "returncode": process.returncode}))
+                print(f"finished {name}: rc {process.returncode}, {seconds:.0f} s", flush=True)
+
+
+def read_curves(name: str) -> dict[str, list[tuple[int, float]]]:
+    """``{metric: [(step, value)]}`` of every validation of the condition (all its csv versions)."""
+    curves: dict[str, dict[int, float]] = {}
+    for path in sorted((RUNS / name / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:])):
+        for row in csv.DictReader(open(path)):
+            for key, value in row.items():
+                if key.startswith("val/") and value:
+                    curves.setdefault(key, {})[int(row["step"])] = float(value)
+    return {key: sorted(points.items()) for key, points in curves.items()}
+
+
+def summarise(names: list[str]) -> None:
+    """Table (markdown + json) and F1 curves of every condition run so far, to ``docs/ssmpe/faithful``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    DOCS.mkdir(parents=True, exist_ok=True)
+    results, curves = {}, {}
+    for name in names:
+        c = read_curves(name)
+        if not c.get("val/labelled/f1"):
+            continue
+        curves[name] = c
+        lab, ood = c["val/labelled/f1"], dict(c.get("val/ssdomain/f1", []))
+        best_step, best_f1 = max(lab, key=lambda p: p[1])
+        timing = RUNS / name / "time.json"
+        results[name] = {
+            "steps": lab[-1][0] + 1,
+            "best_labelled_f1": best_f1, "best_step": best_step,
+            "ssdomain_f1_at_best": ood.get(best_step, float("nan")),
+            "final_labelled_f1": lab[-1][1], "final_ssdomain_f1": c.get("val/ssdomain/f1", [(0, float("nan"))])[-1][1],
+            "final_ssdomain_blank": c.get("val/ssdomain/blank_fraction", [(0, float("nan"))])[-1][1],
+            "wall_s": json.loads(timing.read_text())["seconds"] if timing.exists() else float("nan"),
+        }
+    (DOCS / "results.json").write_text(json.dumps(results, indent=2))
+    lines = ["| condition | steps | best labelled val F1 (step) | SS-domain F1 there | final labelled F1 "
+             "| final SS-domain F1 | SS-domain blank frames | wall (s) |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['steps']} | {r['best_labelled_f1']:.3f} ({r['best_step']}) | {r['ssdomain_f1_at_best']:.3f} "
+                     f"| {r['final_labelled_f1']:.3f} | {r['final_ssdomain_f1']:.3f} | {r['final_ssdomain_blank']:.2f} "
+                     f"| {r['wall_s']:.0f} |")
+    (DOCS / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if not curves:
+        return
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for name, c in curves.items():
+        for axis, key in zip(axes, ("val/labelled/f1", "val/ssdomain/f1")):
+            if c.get(key):
+                axis.plot(*zip(*c[key]), marker=".", label=name)
+    axes[0].set(title="F1, labelled validation pieces", xlabel="step", ylabel="F1")
+    axes[1].set(title="F1, SS-domain validation pieces", xlabel="step")
+    axes[1].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(DOCS / "curves.png", dpi=90)
+    plt.close(figure)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", nargs="+", default=["closed", "share", "remedy"], choices=["closed", "share", "remedy"])
+    parser.add_argument("--shares", nargs="+", type=int, default=[2, 4, 8, 16])
+    parser.add_argument("--remedies", nargs="+", default=list(REMEDIES), choices=list(REMEDIES))
+    parser.add_argument("--remedy-share", type=int, default=16)
+    parser.add_argument("--only", nargs="+", default=None, help="run only these condition names")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--val-every", type=int, default=100)
+    parser.add_argument("--complexity", type=int, default=3)
+    parser.add_argument("--labelled-batch", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers per run")
+    parser.add_argument("--parallel", type=int, default=1, help="conditions fitted at once")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (OMP_NUM_THREADS)")
+    parser.add_argument("--render-workers", type=int, default=1, help="processes of the SS domain's renders")
+    parser.add_argument("--max-time", default=None, help="stop each fit after this long (DD:HH:MM:SS); rerun to go on")
+    parser.add_argument("--cli-args", default="", help="more mpe-ssl fit arguments, e.g. '--trainer.precision bf16-mixed'")
+    parser.add_argument("--prepare-only", action="store_true", help="render the data and stop")
+    parser.add_argument("--summarise-only", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    grid = conditions(args.groups, args.shares, args.remedy_share, args.remedies)
+    if args.only:
+        grid = {name: c for name, c in grid.items() if name in args.only}
+    if not args.summarise_only:
+        prepare(args)
+        if args.prepare_only:
+            return
+        run_all(grid, args)
+    summarise(list(grid))
+
+
+if __name__ == "__main__":
+    main()
