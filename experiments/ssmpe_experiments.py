@@ -65,12 +65,8 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
     config = copy.deepcopy(yaml.safe_load(BASE.read_text()))
     out = runs / name
     trainer = config["trainer"]
-    trainer.update(max_steps=args.steps, val_check_interval=args.val_every, default_root_dir=str(out))
-    for logger in trainer["logger"]:
-        logger["init_args"]["save_dir"] = str(out)
-    for callback in trainer["callbacks"]:
-        if "dirpath" in callback.get("init_args", {}):
-            callback["init_args"]["dirpath"] = str(out)
+    trainer.update(max_steps=args.steps, val_check_interval=args.val_every)
+    configs.write_outputs_to(config, out)
     trainer["callbacks"].append({"class_path": "mpe_ssl.callbacks.SpectrumMonitor"})
     model = config["model"]["init_args"]
     model.update(weights=condition["weights"], init_weights=args.init_weights, stop_gradient=args.stop_gradient,

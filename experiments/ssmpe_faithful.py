@@ -38,6 +38,8 @@ from pathlib import Path
 
 import yaml
 
+from mpe_ssl.configs import write_outputs_to
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "experiments" / "ssmpe_faithful.yaml"
 RUNS = ROOT / "runs" / "ssmpe_faithful"
@@ -77,12 +79,8 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
     config = yaml.safe_load(BASE.read_text())
     out = runs / name
     trainer = config["trainer"]
-    trainer.update(max_steps=args.steps, val_check_interval=args.val_every, default_root_dir=str(out))
-    for logger in trainer["logger"]:
-        logger["init_args"]["save_dir"] = str(out)
-    for callback in trainer["callbacks"]:
-        if "dirpath" in callback.get("init_args", {}):
-            callback["init_args"]["dirpath"] = str(out)
+    trainer.update(max_steps=args.steps, val_check_interval=args.val_every)
+    write_outputs_to(config, out)
     model = config["model"]["init_args"]
     model.update(copy.deepcopy(condition["model"]))
     model["network"]["init_args"]["model_complexity"] = args.complexity

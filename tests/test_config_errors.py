@@ -134,3 +134,15 @@ def test_a_fractional_limit_stays_a_fraction():
     assert {key: getattr(cli.trainer, key) for key in LIMITS} == {
         "limit_train_batches": 0.5, "limit_val_batches": 1.0, "limit_test_batches": 0.5, "limit_predict_batches": 0.5}
     assert type(cli.trainer.limit_val_batches) is float
+
+
+def test_write_outputs_to_moves_every_output_of_a_shipped_config(tmp_path):
+    import yaml
+
+    from mpe_ssl import configs
+
+    for name in configs.names():
+        config = configs.write_outputs_to(yaml.safe_load(open(configs.resolve(name)).read()), tmp_path / "run")
+        text = yaml.safe_dump(config)
+        assert "runs/" not in text, name  # nothing left pointing at the shipped default folders
+        assert config["trainer"]["default_root_dir"] == str(tmp_path / "run")

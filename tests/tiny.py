@@ -23,14 +23,8 @@ def tiny_demo_config(root, out, **data) -> dict:
     config = yaml.safe_load(open(configs.resolve("demo")).read())
     out = str(out)
     trainer = config["trainer"]
-    trainer.update(default_root_dir=out, enable_progress_bar=False, enable_model_summary=False)
-    for logger in trainer["logger"]:
-        logger["init_args"]["save_dir"] = out
-    for callback in trainer["callbacks"]:
-        if "dirpath" in callback["init_args"]:
-            callback["init_args"]["dirpath"] = out
-        if "output_dir" in callback["init_args"]:
-            callback["init_args"]["output_dir"] = f"{out}/predictions"
+    trainer.update(enable_progress_bar=False, enable_model_summary=False)
+    configs.write_outputs_to(config, out)
     config["model"]["init_args"]["network"]["init_args"]["model_complexity"] = 1
     config["data"]["init_args"].update({
         "root": str(root), "steps_per_epoch": 4, "excerpt_seconds": 1.0, "num_workers": 0,

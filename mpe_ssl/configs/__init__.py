@@ -24,3 +24,24 @@ def resolve(config: str) -> str:
         return config  # a YAML string or a path: not a short name
     shipped = FOLDER / (config if config.endswith(".yaml") else f"{config}.yaml")
     return str(shipped) if not Path(config).is_file() and shipped.is_file() else config
+
+
+def write_outputs_to(config: dict, out: str | Path) -> dict:
+    """Point every output of a config (a dict read from its YAML) at the folder ``out``, in place.
+
+    The trainer's ``default_root_dir``, every logger's ``save_dir``, every callback's
+    ``dirpath`` (checkpoints) and ``output_dir`` (predictions, under ``out/predictions``):
+    a run of an edited config then writes nothing beside another run's files. Returns ``config``.
+    """
+    out = str(out)
+    trainer = config.setdefault("trainer", {})
+    trainer["default_root_dir"] = out
+    for logger in trainer.get("logger") or []:
+        logger.setdefault("init_args", {})["save_dir"] = out
+    for callback in trainer.get("callbacks") or []:
+        init_args = callback.get("init_args", {})
+        if "dirpath" in init_args:
+            init_args["dirpath"] = out
+        if "output_dir" in init_args:
+            init_args["output_dir"] = f"{out}/predictions"
+    return config

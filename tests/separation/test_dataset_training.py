@@ -47,11 +47,9 @@ def test_items_carry_the_weak_labels_of_their_span(piano_root):
 def test_fits_over_a_dataset_from_the_shipped_config(piano_root, tmp_path):
     config = yaml.safe_load(open(configs.resolve("separation")).read())
     out = str(tmp_path / "run")
-    config["trainer"].update(max_steps=4, val_check_interval=2, default_root_dir=out, log_every_n_steps=1,
+    config["trainer"].update(max_steps=4, val_check_interval=2, log_every_n_steps=1,
                              enable_progress_bar=False, enable_model_summary=False)
-    config["trainer"]["logger"][0]["init_args"]["save_dir"] = out
-    for callback in config["trainer"]["callbacks"]:
-        callback["init_args"]["dirpath"] = out
+    configs.write_outputs_to(config, out)
     config["model"]["init_args"]["network"]["init_args"]["hidden"] = 32
     config["model"]["init_args"]["dropout_steps"] = 2
     config["data"]["init_args"].update(root=str(piano_root), num_workers=0, steps_per_epoch=4,
