@@ -42,6 +42,7 @@ from mpe_ssl import grid
 from mpe_ssl.data.datasets import check_rendered_wav, draw_excerpt, note_targets, random_excerpt_weights
 from mpe_ssl.data.drums import DrumConfig, load_drums
 from mpe_ssl.data.render import SPLITS, TRAINING_PROGRAMS, RenderConfig, load_manifest, read_notes, render_dataset
+from mpe_ssl.data.vibrato import has_vibrato, notes_array
 from mpe_ssl.errors import MpeSslError
 
 __all__ = ["Augmentation", "AugmentedChorales", "equalize", "reverberate", "colored_noise"]
@@ -225,17 +226,14 @@ class AugmentedChorales(Dataset):
         return self._drums
 
     def part_notes(self, i: int) -> list[tuple[str, np.ndarray]]:
-        """``[(part, notes (n, 3): onset sample, offset sample, MIDI pitch)]`` of piece ``i``."""
+        """``[(part, notes (n, 3): onset sample, offset sample, MIDI pitch)]`` of piece ``i``
+        (``(n, 6)`` with vibrato, :mod:`mpe_ssl.data.vibrato`)."""
         if i not in self._notes:
             root, piece = self.pieces[i]
             rows = read_notes(root / piece["notes"])
-            sr = grid.SAMPLE_RATE
             parts = list(piece["stems"])
-            self._notes[i] = [
-                (part, np.array([(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"])
-                                 for r in rows if r["part"] == part], dtype=np.float64).reshape(-1, 3))
-                for part in parts
-            ]
+            vibrato = has_vibrato(rows)
+            self._notes[i] = [(part, notes_array([r for r in rows if r["part"] == part], vibrato)) for part in parts]
         return self._notes[i]
 
     def _stem(self, i: int, part: str, start: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from mpe_ssl import grid
 from mpe_ssl.data.render import SPLITS, load_manifest, read_notes
+from mpe_ssl.data.vibrato import note_pitch_at, notes_array
 from mpe_ssl.errors import MpeSslError
 
 __all__ = ["RenderedChorales", "note_targets", "load_notes"]
@@ -19,13 +20,9 @@ __all__ = ["RenderedChorales", "note_targets", "load_notes"]
 
 def load_notes(path: str | os.PathLike) -> np.ndarray:
     """A notes.csv as a float64 array ``(notes, 3)``: onset sample, offset sample (whole numbers),
-    MIDI pitch (fractional where the render detuned it)."""
-    rows = read_notes(path)
-    sr = grid.SAMPLE_RATE
-    out = np.array(
-        [(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"]) for r in rows], dtype=np.float64
-    )
-    return out.reshape(-1, 3)
+    MIDI pitch (fractional where the render detuned it); ``(notes, 6)`` with the vibrato's
+    rate, depth and phase where the render has vibrato (:mod:`mpe_ssl.data.vibrato`)."""
+    return notes_array(read_notes(path))
 
 
 def note_targets(notes: np.ndarray, start_sample: int, num_samples: int) -> torch.Tensor:
@@ -33,7 +30,8 @@ def note_targets(notes: np.ndarray, start_sample: int, num_samples: int) -> torc
 
     Frame ``j`` of the excerpt is at sample ``start_sample + j * hop`` (``start_sample`` a
     multiple of the hop); a note ``(on, off, pitch)`` in samples is active there when
-    ``on <= t < off``, and sets the bin nearest to its pitch to 1.
+    ``on <= t < off``, and sets the bin nearest to its pitch to 1. A note with vibrato (a row
+    of 6, :mod:`mpe_ssl.data.vibrato`) sets, in each frame, the bin nearest to its pitch there.
     """
     hop = grid.HOP_LENGTH
     if start_sample % hop:
@@ -46,8 +44,16 @@ def note_targets(notes: np.ndarray, start_sample: int, num_samples: int) -> torc
     first = np.clip(first - start_sample // hop, 0, frames)
     stop = np.clip(stop - start_sample // hop, 0, frames)
     bins = np.rint(grid.midi_to_bin(notes[:, 2].astype(np.float64))).astype(np.int64)
-    for a, b, k in zip(first, stop, bins):
-        if b > a and 0 <= k < grid.N_BINS:
+    for note, a, b, k in zip(notes, first, stop, bins):
+        if b <= a:
+            continue
+        if len(note) >= 6 and note[4]:  # vibrato: the bin of each frame's own pitch
+            frames_at = np.arange(a, b)
+            pitch = note_pitch_at(note, start_sample + frames_at * hop)
+            moving = np.rint(grid.midi_to_bin(pitch)).astype(np.int64)
+            inside = (moving >= 0) & (moving < grid.N_BINS)
+            targets[torch.from_numpy(moving[inside]), torch.from_numpy(frames_at[inside])] = 1.0
+        elif 0 <= k < grid.N_BINS:
             targets[k, a:b] = 1.0
     return targets
 

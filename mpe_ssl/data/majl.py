@@ -66,6 +66,7 @@ from torch.utils.data import Dataset
 from mpe_ssl import grid
 from mpe_ssl.data.datasets import check_rendered_wav, draw_excerpt, even_excerpt_starts, random_excerpt_weights
 from mpe_ssl.data.render import SPLITS, RenderConfig, load_manifest, read_notes, render_dataset
+from mpe_ssl.data.vibrato import note_pitch_at, notes_array
 from mpe_ssl.errors import MpeSslError
 
 __all__ = ["BUCKETS", "HOP_LENGTH", "MAJLChorales", "SAMPLE_RATE", "SATB", "assign_buckets", "resample", "target_f0"]
@@ -114,19 +115,22 @@ def target_f0(notes: np.ndarray, frames: int) -> np.ndarray:
 
     Args:
         notes: ``(notes, 3)``: onset and offset in the render's samples (22050 Hz), MIDI
-            pitch (fractional where detuned).
+            pitch (fractional where detuned); or ``(notes, 6)`` with vibrato
+            (:mod:`mpe_ssl.data.vibrato`): the f0 then follows the note's curve.
         frames: frames from the start of the piece.
 
     A note ``(on, off, pitch)`` sounds at frame ``f`` when ``on <= f * 441 < off`` (the rule
     of :func:`mpe_ssl.grid.note_frames`, on this hop); where notes of the part overlap, the
-    highest one is the f0.
+    highest one (by its mean pitch) is the f0.
     """
     f0 = np.zeros(int(frames), dtype=np.float64)
-    notes = np.asarray(notes, dtype=np.float64).reshape(-1, 3)
-    for on, off, pitch in notes[np.argsort(notes[:, 2], kind="stable")]:  # highest written last
-        first = -(-int(on) // SOURCE_HOP)
-        stop = -(-int(off) // SOURCE_HOP)
-        f0[max(first, 0) : max(min(stop, frames), 0)] = grid.midi_to_hz(pitch)
+    notes = np.asarray(notes, dtype=np.float64)
+    notes = notes.reshape(-1, notes.shape[-1] if notes.ndim == 2 and notes.shape[-1] in (3, 6) else 3)
+    for note in notes[np.argsort(notes[:, 2], kind="stable")]:  # highest written last
+        first = max(-(-int(note[0]) // SOURCE_HOP), 0)
+        stop = max(min(-(-int(note[1]) // SOURCE_HOP), frames), 0)
+        if stop > first:
+            f0[first:stop] = grid.midi_to_hz(note_pitch_at(note, np.arange(first, stop) * SOURCE_HOP))
     return f0.astype(np.float32)
 
 
@@ -287,10 +291,8 @@ class MAJLChorales(Dataset):
         with several target parts ``(1 + ceil(samples / 441), K)``."""
         if i not in self._f0:
             rows = read_notes(self.root / self.pieces[i]["notes"])
-            sr = grid.SAMPLE_RATE
             frames = 1 + -(-int(self.lengths[i]) // SOURCE_HOP)
-            per_part = [target_f0(np.array([(round(r["onset_s"] * sr), round(r["offset_s"] * sr), r["midi_pitch"])
-                                            for r in rows if r["part"] == part], dtype=np.float64), frames)
+            per_part = [target_f0(notes_array([r for r in rows if r["part"] == part]), frames)
                         for part in (self.parts or (self.target,))]
             self._f0[i] = per_part[0] if self.parts is None else np.stack(per_part, axis=1)
         return self._f0[i]

@@ -104,6 +104,7 @@ class MixedStreamDataModule(LightningDataModule):
         tempo_factor: global tempo factor range per piece.
         transpose / detune_cents / detune_per_note: pitch off the semitone grid (see
             :class:`~mpe_ssl.data.render.RenderConfig`); 0 renders in tune.
+        vibrato_cents / vibrato_hz: vibrato of every note (:mod:`mpe_ssl.data.vibrato`); 0: none.
         excerpt_seconds: training excerpt length (> 0); longer than every piece of a chorale
             stream is an error (see :class:`RenderedChorales`).
         steps_per_epoch: training batches per epoch and rank.
@@ -130,6 +131,8 @@ class MixedStreamDataModule(LightningDataModule):
         transpose: int = 0,
         detune_cents: float = 0.0,
         detune_per_note: bool = False,
+        vibrato_cents: float = 0.0,
+        vibrato_hz: tuple[float, float] = (4.5, 6.5),
         excerpt_seconds: float = 4.0,
         steps_per_epoch: int = 100,
         eval_seconds: float | None = None,
@@ -164,7 +167,7 @@ class MixedStreamDataModule(LightningDataModule):
         self.render_config = RenderConfig(
             seed=seed, soundfont=soundfont, programs=tuple(programs), gain_db=tuple(gain_db),
             tempo_factor=tuple(tempo_factor), transpose=transpose, detune_cents=detune_cents,
-            detune_per_note=detune_per_note, counts=counts,
+            detune_per_note=detune_per_note, vibrato_cents=vibrato_cents, vibrato_hz=tuple(vibrato_hz), counts=counts,
         )
         self.root = Path(root) if root is not None else None
         self.datasets: dict[str, list[Dataset]] = {}

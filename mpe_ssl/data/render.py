@@ -13,7 +13,10 @@ On-disk layout of a dataset root (default ``data/cache/chorales/<config hash>``)
                                  size and sha1 of each of its files
     <split>/<piece_id>/mix.wav   the mixture, mono, grid.SAMPLE_RATE
     <split>/<piece_id>/stems/<part>.wav   one stem per part; mix == sum of stems
-    <split>/<piece_id>/notes.csv          part, program, onset_s, offset_s, midi_pitch
+    <split>/<piece_id>/notes.csv          part, program, onset_s, offset_s, midi_pitch (the mean
+                                          pitch, fractional where detuned), and with vibrato
+                                          vibrato_hz, vibrato_cents, vibrato_phase
+                                          (mpe_ssl.data.vibrato: the curve of every label)
     <split>/<piece_id>/multipitch.txt     mir_eval multipitch: time, then Hz of each pitch
     <split>/<piece_id>/meta.json          id, split, programs, gains, tempo, duration, seed,
                                           size and sha1 of the piece's other files
@@ -55,11 +58,13 @@ from mpe_ssl import grid
 from mpe_ssl.atomic import atomic_write, publish_directory
 from mpe_ssl.data.chorales import Chorale, chorale_ids, load_chorale
 from mpe_ssl.errors import MpeSslError
+from mpe_ssl.data.vibrato import RETUNE_SAMPLES, VIBRATO_COLUMNS, note_pitch_at, vibrato_semitones
 from mpe_ssl.formats import Multipitch, load_multipitch, write_multipitch
 
 RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
 #: the off-grid pitch options; at these values a render is in tune, as before they existed
-OFF_GRID_DEFAULTS = {"transpose": 0, "detune_cents": 0.0, "detune_per_note": False}
+OFF_GRID_DEFAULTS = {"transpose": 0, "detune_cents": 0.0, "detune_per_note": False, "vibrato_cents": 0.0,
+                     "vibrato_hz": [4.5, 6.5]}
 #: options added after caches existed: at these values they are left out of the cache key,
 #: so a config that does not use them keeps the hash (and cache) it had before they existed
 KEY_OMITTED_AT_DEFAULT = {**OFF_GRID_DEFAULTS, "part_programs": None, "split_seed": None}
@@ -156,6 +161,10 @@ class RenderConfig:
     transpose: int = 0  # per-piece random transposition, whole semitones in [-transpose, transpose]
     detune_cents: float = 0.0  # per-part (or per-note) random detuning in [-detune_cents, detune_cents]
     detune_per_note: bool = False  # draw the detuning per note instead of per part
+    # vibrato of every note (mpe_ssl.data.vibrato): depth in cents (0: none) and the range of
+    # its rate, drawn per note with a random phase
+    vibrato_cents: float = 0.0
+    vibrato_hz: tuple[float, float] = (4.5, 6.5)
     # part name -> fixed GM program (0-based), e.g. {"Soprano": 53} ("Voice Oohs") for a
     # voice-like melody; the other parts draw from ``programs`` as usual. A piece without
     # such a part ignores the entry.
@@ -199,6 +208,10 @@ class RenderConfig:
             raise MpeSslError(f"transpose: {self.transpose!r} must be a whole number of semitones >= 0")
         if not 0 <= self.detune_cents <= 100:
             raise MpeSslError(f"detune_cents: {self.detune_cents!r} must be in [0, 100]")
+        if not 0 <= self.vibrato_cents <= 100:
+            raise MpeSslError(f"vibrato_cents: {self.vibrato_cents!r} must be in [0, 100]")
+        if len(self.vibrato_hz) != 2 or not 0 < self.vibrato_hz[0] <= self.vibrato_hz[1] <= 20:
+            raise MpeSslError(f"vibrato_hz: {self.vibrato_hz!r} is not a (low, high) range of rates in (0, 20] Hz")
         if self.part_programs is not None:
             if not isinstance(self.part_programs, dict):
                 raise MpeSslError(f"part_programs: {self.part_programs!r} is not a mapping of part name to program")
@@ -217,6 +230,7 @@ class RenderConfig:
         key["gain_db"] = [float(v) for v in self.gain_db]
         key["tempo_factor"] = [float(v) for v in self.tempo_factor]
         key["splits"] = [float(v) for v in self.splits]
+        key["vibrato_hz"] = [float(v) for v in self.vibrato_hz]
         key["part_programs"] = {str(k): int(v) for k, v in sorted((self.part_programs or {}).items())} or None
         key["soundfont_sha1"] = file_sha1(soundfont_path(self))
         key["hop_length"] = grid.HOP_LENGTH
@@ -318,35 +332,55 @@ def check_programs(config: RenderConfig) -> None:
 
 
 def synthesize(
-    events: list[tuple[int, int, float]], num_samples: int, program: int, config: RenderConfig
+    events: list[tuple[int, int, float]], num_samples: int, program: int, config: RenderConfig,
+    vibrato: list[tuple[float, float, float]] | None = None,
 ) -> np.ndarray:
     """Render note events ``(on_sample, off_sample, pitch)`` with one GM program, mono float64.
 
     A fractional MIDI ``pitch`` plays its nearest key retuned by the rest (the channel's
     tuning, set at the note-on; the parts are monophonic voices, so one tuning per channel at a
-    time is the note's own).
+    time is the note's own). ``vibrato``: per event ``(rate_hz, depth_cents, phase)``; the
+    sounding note is then retuned every :data:`~mpe_ssl.data.vibrato.RETUNE_SAMPLES` samples
+    along its curve (:func:`~mpe_ssl.data.vibrato.vibrato_semitones`, at each block's middle).
     """
+    if vibrato is not None and len(vibrato) != len(events):
+        raise ValueError(f"vibrato: {len(vibrato)} entries for {len(events)} events")
     synth, sfid = load_soundfont(soundfont_path(config))
     synth.program_select(0, sfid, 0, int(program))
     schedule = sorted(
-        [(on, 1, pitch) for on, _, pitch in events] + [(off, 0, pitch) for _, off, pitch in events]
+        [(on, 1, pitch, i) for i, (on, _, pitch) in enumerate(events)]
+        + [(off, 0, pitch, i) for i, (_, off, pitch) in enumerate(events)]
     )  # at one sample, note-offs (0) before note-ons (1)
     out = np.zeros(num_samples * 2, dtype=np.float32)
-    position, tuning = 0, 0.0
-    for sample, kind, pitch in schedule:
-        if sample > position:
-            out[2 * position : 2 * sample] = np.frombuffer(synth.generate(sample - position), dtype=np.float32)
-            position = sample
+    position, tuning, bending = 0, 0.0, None  # bending: (event, base tuning) of a note with vibrato
+
+    def generate_until(stop: int) -> None:
+        nonlocal position, tuning
+        while position < stop:
+            end = stop if bending is None else min(stop, position + RETUNE_SAMPLES)
+            if bending is not None:
+                index, base = bending
+                rate, depth, phase = vibrato[index]
+                tuning = base + float(vibrato_semitones((position + end) / 2 - events[index][0], rate, depth, phase))
+                synth.set_tuning(0, tuning)
+            out[2 * position : 2 * end] = np.frombuffer(synth.generate(end - position), dtype=np.float32)
+            position = end
+
+    for sample, kind, pitch, index in schedule:
+        generate_until(sample)
         key = int(round(pitch))
         if kind:
             if pitch - key != tuning:
                 tuning = pitch - key
                 synth.set_tuning(0, tuning)
             synth.noteon(0, key, int(config.velocity))
+            if vibrato is not None and vibrato[index][1]:
+                bending = (index, pitch - key)
         else:
             synth.noteoff(0, key)
-    if num_samples > position:
-        out[2 * position :] = np.frombuffer(synth.generate(num_samples - position), dtype=np.float32)
+            if bending is not None and bending[0] == index:
+                bending = None
+    generate_until(num_samples)
     return out.reshape(-1, 2).astype(np.float64).mean(axis=1)
 
 
@@ -438,6 +472,11 @@ def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
         programs.append(int(candidates[int(rng.integers(len(candidates)))]))
         events.append(part_events)
     gains_db = [float(g) for g in rng.uniform(*config.gain_db, size=len(chorale.parts))]
+    vibrato = None
+    if config.vibrato_cents:  # its own stream: every other draw is the same as without vibrato
+        vibrato_rng = np.random.default_rng([int(config.seed), zlib.crc32(chorale.piece_id.encode()), 2])
+        vibrato = [[(float(vibrato_rng.uniform(*config.vibrato_hz)), float(config.vibrato_cents),
+                     float(vibrato_rng.uniform(0, 2 * np.pi))) for _ in part_events] for part_events in events]
     last_off = max((off for part_events in events for _, off, _ in part_events), default=0)
     num_samples = max(to_sample(chorale.length_q), last_off) + int(round(config.tail_s * sr))
     return {
@@ -448,6 +487,7 @@ def plan_piece(chorale: Chorale, config: RenderConfig) -> dict:
         "programs": programs,
         "gains_db": gains_db,
         "events": events,
+        "vibrato": vibrato,  # None, or per part per event (rate_hz, depth_cents, phase)
         "num_samples": num_samples,
     }
 
@@ -463,8 +503,9 @@ def render_stems(chorale: Chorale, plan: dict, config: RenderConfig) -> list[np.
     """The parts' stems after levelling, gains and peak scaling: int16 or float32 arrays,
     whose sum is the mixture exactly (int16) or up to float32 rounding (float32)."""
     stems = []
-    for part_events, program, gain_db in zip(plan["events"], plan["programs"], plan["gains_db"]):
-        stem = synthesize(part_events, plan["num_samples"], program, config)
+    vibratos = plan.get("vibrato") or [None] * len(plan["events"])
+    for part_events, program, gain_db, vibrato in zip(plan["events"], plan["programs"], plan["gains_db"], vibratos):
+        stem = synthesize(part_events, plan["num_samples"], program, config, vibrato)
         level = _level(stem, part_events)
         # Level every part to the same loudness first (programs differ by 20 dB and more in
         # the SoundFont), then apply the jittered gain.
@@ -488,12 +529,18 @@ def mix_of(stems: list[np.ndarray]) -> np.ndarray:
     return np.sum(stems, axis=0, dtype=np.float32)
 
 
-def frame_labels(notes: list[tuple[int, int, float]], num_samples: int) -> list[list[float]]:
-    """Active MIDI pitches (fractional where detuned) of each grid frame (:func:`mpe_ssl.grid.note_frames`)."""
+def frame_labels(notes: list[tuple], num_samples: int) -> list[list[float]]:
+    """Active MIDI pitches (fractional where detuned) of each grid frame (:func:`mpe_ssl.grid.note_frames`).
+
+    ``notes``: rows ``(on, off, pitch)`` or, with vibrato, ``(on, off, pitch, rate_hz,
+    depth_cents, phase)``: the pitch at frame ``f`` is then the note's curve at sample
+    ``f * hop`` (:func:`~mpe_ssl.data.vibrato.note_pitch_at`).
+    """
     frames: list[set[float]] = [set() for _ in range(grid.num_frames(num_samples))]
-    firsts, stops = grid.note_frames([on for on, _, _ in notes], [off for _, off, _ in notes])
-    for (_, _, pitch), first, stop in zip(notes, firsts, stops):
-        for f in range(int(first), min(int(stop), len(frames))):
+    firsts, stops = grid.note_frames([note[0] for note in notes], [note[1] for note in notes])
+    for note, first, stop in zip(notes, firsts, stops):
+        span = np.arange(int(first), min(int(stop), len(frames)))
+        for f, pitch in zip(span, note_pitch_at(note, span * grid.HOP_LENGTH)):
             frames[f].add(float(pitch))
     return [sorted(active) for active in frames]
 
@@ -524,6 +571,8 @@ def read_notes(path: str | os.PathLike) -> list[dict]:
                         "onset_s": float(row["onset_s"]),
                         "offset_s": float(row["offset_s"]),
                         "midi_pitch": float(row["midi_pitch"]),
+                        # vibrato (mpe_ssl.data.vibrato), in files of renders that have it
+                        **{key: float(row[key]) for key in VIBRATO_COLUMNS if row.get(key) not in (None, "")},
                     })
                 except (TypeError, ValueError):
                     raise MpeSslError(f"{path}:{line}: malformed note row {row}") from None
@@ -554,11 +603,19 @@ def render_piece(piece_id: str, split: str, config: RenderConfig, root: Path) ->
         all_notes = []
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["part", "program", "onset_s", "offset_s", "midi_pitch"])
-        for part, program, part_events in zip(chorale.parts, plan["programs"], plan["events"]):
-            for on, off, pitch in part_events:
-                writer.writerow([part, program, f"{on / sr:.9f}", f"{off / sr:.9f}", _pitch_text(pitch)])
-                all_notes.append((on, off, pitch))
+        vibratos = plan.get("vibrato")
+        writer.writerow(["part", "program", "onset_s", "offset_s", "midi_pitch", *(VIBRATO_COLUMNS if vibratos else ())])
+        for p, (part, program, part_events) in enumerate(zip(chorale.parts, plan["programs"], plan["events"])):
+            for n, (on, off, pitch) in enumerate(part_events):
+                row = [part, program, f"{on / sr:.9f}", f"{off / sr:.9f}", _pitch_text(pitch)]
+                if vibratos:
+                    # written as read back, so the labels below are the ones a reader of notes.csv gets
+                    rate, depth, phase = (float(f"{v:.9g}") for v in vibratos[p][n])
+                    row += [f"{rate:.9g}", f"{depth:.9g}", f"{phase:.9g}"]
+                    all_notes.append((on, off, float(_pitch_text(pitch)), rate, depth, phase))
+                else:
+                    all_notes.append((on, off, pitch))
+                writer.writerow(row)
         (tmp / "notes.csv").write_text(buffer.getvalue())
         write_multipitch(tmp / "multipitch.txt", labels_multipitch(frame_labels(all_notes, num_samples)))
         files = file_sums(tmp, ["mix.wav", *(f"stems/{part}.wav" for part in chorale.parts), "notes.csv",
@@ -1013,6 +1070,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="detune each part by a random amount in [-CENTS, CENTS] (CENTS default 50), in the "
                         "audio and in the labels (fractional MIDI, Hz)")
     p.add_argument("--detune-per-note", action="store_true", help="draw the detuning per note, not per part")
+    p.add_argument("--vibrato", type=float, nargs="?", const=30.0, default=d.vibrato_cents, metavar="CENTS",
+                   help="vibrato of every note, CENTS deep (default 30 when given), in the audio and in the labels")
+    p.add_argument("--vibrato-hz", type=float, nargs=2, default=list(d.vibrato_hz), metavar=("LOW", "HIGH"),
+                   help="range of the vibrato's rate, drawn per note (default: %(default)s)")
     p.add_argument("--part-program", type=_part_program, action="append", default=None, metavar="PART=PROGRAM",
                    help="play PART (e.g. Soprano) with a fixed GM program, 0-based (e.g. Soprano=53, Voice Oohs); "
                         "repeatable; the other parts draw from the pool")
@@ -1039,6 +1100,8 @@ def config_from_args(args: argparse.Namespace) -> RenderConfig:
         transpose=args.transpose,
         detune_cents=args.detune,
         detune_per_note=args.detune_per_note,
+        vibrato_cents=args.vibrato,
+        vibrato_hz=tuple(args.vibrato_hz),
         part_programs=dict(args.part_program) if args.part_program else None,
         split_seed=args.split_seed,
     )
