@@ -130,13 +130,14 @@ def run_all(grid: dict[str, dict], args: argparse.Namespace) -> None:
             RUNS.mkdir(parents=True, exist_ok=True)
             log = open(RUNS / f"{name.replace('/', '_')}.log", "a")
             process = subprocess.Popen(command(name, condition, args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            running.append((name, process, time.time()))
+            running.append((name, process, log, time.time()))
             print(f"started {name}", flush=True)
         time.sleep(5)
         for item in list(running):
-            name, process, start = item
+            name, process, log, start = item
             if process.poll() is not None:
                 running.remove(item)
+                log.close()
                 seconds = time.time() - start
                 (RUNS / name / "time.json").write_text(json.dumps({"seconds": seconds, "returncode": process.returncode}))
                 print(f"finished {name}: rc {process.returncode}, {seconds:.0f} s", flush=True)

@@ -125,7 +125,8 @@ def target_f0(notes: np.ndarray, frames: int) -> np.ndarray:
     """
     f0 = np.zeros(int(frames), dtype=np.float64)
     notes = np.asarray(notes, dtype=np.float64)
-    notes = notes.reshape(-1, notes.shape[-1] if notes.ndim == 2 and notes.shape[-1] in (3, 6) else 3)
+    if notes.ndim != 2:  # e.g. an empty list
+        notes = notes.reshape(-1, 3)
     for note in notes[np.argsort(notes[:, 2], kind="stable")]:  # highest written last
         first = max(-(-int(note[0]) // SOURCE_HOP), 0)
         stop = max(min(-(-int(note[1]) // SOURCE_HOP), frames), 0)

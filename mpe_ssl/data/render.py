@@ -57,8 +57,8 @@ import soundfile as sf
 from mpe_ssl import grid
 from mpe_ssl.atomic import atomic_write, publish_directory
 from mpe_ssl.data.chorales import Chorale, chorale_ids, load_chorale
-from mpe_ssl.errors import MpeSslError
 from mpe_ssl.data.vibrato import RETUNE_SAMPLES, VIBRATO_COLUMNS, note_pitch_at, vibrato_semitones
+from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import Multipitch, load_multipitch, write_multipitch
 
 RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels

@@ -41,4 +41,3 @@ def confident(targets: torch.Tensor, threshold: float) -> torch.Tensor:
         threshold: in (0.5, 1].
     """
     return ((targets.detach() - 0.5).abs() >= threshold - 0.5).to(targets.dtype)
-

@@ -28,10 +28,9 @@ rerun sees the same ones. The drum loops of the percussion view come from the da
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import copy
 
 import numpy as np
 import torch

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
 
 from mpe_ssl.cli import lightning_cli
 from mpe_ssl.systems import SelfSupervisedMPE
+from tests.experiments import load_experiment
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ssmpe_experiments.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("ssmpe_experiments", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("ssmpe_experiments")
 
 
 def test_every_condition_resolves(script, tmp_path):

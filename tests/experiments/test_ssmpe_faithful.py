@@ -3,21 +3,15 @@ the condition's terms, remedy and SS share of the batch."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ssmpe_faithful.py"
+from tests.experiments import load_experiment
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("ssmpe_faithful", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("ssmpe_faithful")
 
 
 def test_every_condition_writes_a_config_the_cli_accepts(script, tmp_path, capsys):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import yaml
 
 from mpe_ssl import configs
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "ssmpe_pull.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("ssmpe_pull", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.experiments import load_experiment
 
 
 def test_a_runs_saved_config_gives_the_probe_its_batch(tmp_path, rendered_root, tiny_checkpoint):
@@ -31,7 +22,7 @@ def test_a_runs_saved_config_gives_the_probe_its_batch(tmp_path, rendered_root, 
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    pull = _script()
+    pull = load_experiment("ssmpe_pull")
     batch, drums = pull.one_batch(path)
     assert set(batch) == {"labelled", "unlabelled"} and drums is not None
     result = pull.probe(tiny_checkpoint, batch, drums, {"supervised": 1.0, "percussion": 1.0}, False, 0.05, seed=0)
