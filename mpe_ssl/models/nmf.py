@@ -113,7 +113,7 @@ def score_informed_nmf(
     W = templates.to(device=device, dtype=torch.float32).clone()
     generator = torch.Generator().manual_seed(seed)
     start = 0.5 + torch.rand(labels.shape, generator=generator)
-    scale = V.sum() / max(float(labels.sum()), 1.0)  # so that W H starts at V's scale
+    scale = float(V.sum()) / max(float(labels.sum()), 1.0)  # so that W H starts at V's scale
     H = (labels.float().cpu() * start * scale).to(device)
     ones = torch.ones_like(V)
     for _ in range(iterations):

@@ -324,7 +324,8 @@ class SelfSupervisedMPE(MPESystem):
     def _supervised_terms(self, step: _Step) -> dict[str, torch.Tensor]:
         if "supervised" not in self.weights:
             return {}
-        targets = torch.zeros_like(step.logits)
+        # float32 whatever the logits' dtype (bf16 under mixed precision): the labels are exact
+        targets = torch.zeros_like(step.logits, dtype=torch.float32)
         labelled = []
         for (stream, index), part in zip(step.groups.items(), step.parts):
             if "targets" in part and step.kinds[stream] in SUPERVISED_KINDS:

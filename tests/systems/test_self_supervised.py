@@ -48,6 +48,22 @@ def test_every_term_is_logged_per_stream_and_labels_stay_on_labelled_streams(ren
         assert f"val/{stream}/f1" in metrics and f"val/{stream}/blank_fraction" in metrics
 
 
+@pytest.mark.parametrize("remedy", [{}, {"target_network": "ema", "target_confidence": 0.8},
+                                    {"balanced_terms": ["energy", "sparsity"], "weights": {"intl": 1.0}}])
+def test_every_term_trains_under_bf16_mixed_precision(rendered_root, tmp_path, remedy):
+    """What a GPU run uses (``--trainer.precision bf16-mixed``), here on the CPU's autocast:
+    bf16 logits meet float32 labels and targets in every term and remedy."""
+    remedy = copy.deepcopy(remedy)
+    system = SelfSupervisedMPE(weights={**ALL_TERMS, **remedy.pop("weights", {})}, network=tiny_network(),
+                               lr_scheduler=None, **remedy)
+    trainer = Trainer(max_steps=2, accelerator="cpu", precision="bf16-mixed", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                      limit_val_batches=1, default_root_dir=tmp_path)
+    trainer.fit(system, datamodule=_mixed(rendered_root))
+    for term in ALL_TERMS:
+        assert torch.isfinite(trainer.callback_metrics[f"train/{term}"]), term
+
+
 def test_terms_apply_only_to_the_streams_configured(rendered_root, tmp_path):
     system = SelfSupervisedMPE(weights={"supervised": 1.0, "geometric": 1.0}, self_supervised_streams=["unlabelled"],
                                network=tiny_network())
