@@ -49,7 +49,7 @@ from mpe_ssl.atomic import atomic_write
 from mpe_ssl.audio.silence import gate_silence, silent_frames
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import RaggedFrames, multipitch_peaks, write_transcription
-from mpe_ssl.models.timbre_trap import FrameLayerNorm, ResidualBlock, TimbreTrapAE
+from mpe_ssl.models.timbre_trap import ACTIVATIONS, FrameLayerNorm, ResidualBlock, TimbreTrapAE
 from mpe_ssl.grid import frame_times
 from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, THRESHOLD, notes_from_peaks, semitone_peaks
 
@@ -223,9 +223,12 @@ def _same_buffers(module: nn.Module, rebuilt: nn.Module) -> bool:
 def _timbre_trap_args(network: TimbreTrapAE) -> dict:
     """TimbreTrapAE's init args, from its layers (it keeps only ``latent_size``)."""
     first, norm = network.encoder_in[0], network.encoder_in[1]
+    residual_blocks = network.encoder_blocks[0].residual
+    activation = next(name for name, make in ACTIVATIONS.items() if type(make()) is type(network.encoder_in[2]))
     return {"n_harmonics": first.in_channels, "n_bins": norm.normalized_shape[1],
             "model_complexity": int(round(math.log2(first.out_channels))), "latent_size": network.latent_size,
-            "n_blocks": len(network.encoder_blocks), "initial_salience": None}
+            "n_blocks": len(network.encoder_blocks), "initial_salience": None,
+            "dilations": [block.body[0].dilation[0] for block in residual_blocks], "activation": activation}
 
 
 #: classes whose instances do not keep their init args as attributes of the same names
@@ -551,6 +554,15 @@ class _InPlaceResidual(nn.Module):
         return self.body(x).add_(x)
 
 
+def _tree_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` and its submodules that shares their parameters and buffers: what
+    :func:`_to_time_major` needs (it replaces children, and only reads tensors); a deep copy
+    of the weights costs more than the whole conversion."""
+    twin = copy.copy(module)
+    twin._modules = {name: None if child is None else _tree_copy(child) for name, child in module._modules.items()}
+    return twin
+
+
 def _to_time_major(module: nn.Module) -> nn.Module:
     if type(module) is ResidualBlock and type(module).forward is _RESIDUAL_FORWARD:
         return _InPlaceResidual(module)
@@ -580,7 +592,7 @@ class TimeMajorTimbreTrap(nn.Module):
 
     def __init__(self, network: TimbreTrapAE) -> None:
         super().__init__()
-        network = copy.deepcopy(network)
+        network = _tree_copy(network)  # the conversion replaces children: of a copy, not the original
         for name in ("encoder_in", "encoder_blocks", "to_latent", "decoder_in", "decoder_blocks", "decoder_out"):
             setattr(self, name, _to_time_major(getattr(network, name)))
         self.latent_norm = network.latent_norm

@@ -181,6 +181,29 @@ def test_time_major_twin_gives_the_networks_logits(complexity):
     assert twin is not None and (got - expected).abs().max() < 1e-4 * expected.abs().max()
 
 
+def test_a_cheaper_networks_init_args_are_read_back_from_its_layers():
+    """One residual block of dilation 3 and leaky ReLUs (the fast transcriber's options): the
+    args read from the layers rebuild the same network, and its time-major twin matches it."""
+    from mpe_ssl.pretrained import _init_args_of
+
+    torch.manual_seed(0)
+    network = TimbreTrapAE(model_complexity=1, dilations=[3], activation="leaky_relu").eval()
+    args = _init_args_of(network, "network")
+    assert args["dilations"] == [3] and args["activation"] == "leaky_relu"
+    rebuilt = TimbreTrapAE(**args).eval()
+    rebuilt.load_state_dict(network.state_dict())
+    features = torch.rand(1, 6, 440, 40)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(features), network(features))
+        twin = time_major_twin(network)
+        got = twin(features.permute(0, 3, 2, 1).contiguous()).transpose(1, 2)
+    assert twin is not None and torch.allclose(got, network(features), rtol=1e-3, atol=1e-4)
+    assert isinstance(network.encoder_in[2], torch.nn.LeakyReLU)
+    assert _init_args_of(TimbreTrapAE(model_complexity=1), "network")["activation"] == "elu"
+    with pytest.raises(ValueError, match="activation='gelu'"):
+        TimbreTrapAE(activation="gelu")
+
+
 def test_other_networks_run_as_they_are():
     class Changed(TimbreTrapAE):
         def forward(self, features):
