@@ -81,10 +81,23 @@ def write_multipitch(path: str | os.PathLike, multipitch: Multipitch) -> None:
         with open(tmp, "w") as handle:
             for first in range(0, len(times), _FRAMES_AT_A_TIME):
                 last = min(len(times), first + _FRAMES_AT_A_TIME)
-                handle.write("".join("\t".join([f"{times[i]:.6f}"] + [f"{f:.4f}" for f in np.atleast_1d(frequencies[i])])
-                                     + "\n" for i in range(first, last)))
+                handle.write(_multipitch_lines(times, frequencies, first, last))
 
     atomic_write(path, write)
+
+
+def _multipitch_lines(times, frequencies, first: int, last: int) -> str:
+    """The text of frames ``[first, last)``: every number formatted in one pass over Python
+    floats (``tolist``), then cut into lines by the frames' counts."""
+    rows = [np.atleast_1d(frequencies[i]) for i in range(first, last)]
+    values = [f"{f:.4f}" for f in np.concatenate(rows).astype(np.float64).tolist()] if rows else []
+    stamps = [f"{t:.6f}" for t in np.asarray(times[first:last], dtype=np.float64).tolist()]
+    lines, start = [], 0
+    for stamp, row in zip(stamps, rows):
+        stop = start + len(row)
+        lines.append("\t".join([stamp, *values[start:stop]]) + "\n")
+        start = stop
+    return "".join(lines)
 
 
 class RaggedFrames(Sequence):

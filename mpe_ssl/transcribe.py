@@ -15,7 +15,8 @@ checkpoint of an ``MPESystem`` (which imports Lightning). Inputs that share a ``
 (``clip.wav``, ``clip.flac``) are written under their full file names instead
 (``clip.wav.multipitch.txt``, ...); two inputs with the same file name are refused. A folder
 input stands for the audio files directly inside it. Frames quieter than ``--silence-db`` get
-no notes. The arguments and the output folder are checked before the model is loaded; a file
+no notes. With ``--batch N`` the chunks of all the files go through the model N at a time (for
+a GPU), each file written as soon as its last chunk is decoded. The arguments and the output folder are checked before the model is loaded; a file
 that cannot be transcribed gets a one-line error and the others go on. A progress bar over the
 files goes to stderr when it is a terminal.
 """
@@ -209,6 +210,98 @@ class _ArraySource:
         return self.audio[max(0, start) : min(self.samples, stop)]
 
 
+def _crop(x: torch.Tensor, firsts: list[int], length: int, dim: int) -> torch.Tensor:
+    """Item ``i`` of ``x`` (batch first) cut to ``length`` along ``dim`` from ``firsts[i]``: a
+    view when all the firsts are equal, else a stacked copy."""
+    if len(set(firsts)) == 1:
+        return x.narrow(dim, firsts[0], length)
+    return torch.stack([item.narrow(dim - 1 if dim > 0 else dim, first, length) for item, first in zip(x, firsts)])
+
+
+class _Chunker:
+    """What :func:`salience_chunks` and :func:`batched_salience_chunks` share: the model's front
+    end and network (a TimbreTrapAE as its time-major twin), the chunk and context sizes, a
+    recording's first pass and its windows' audio, and windows through the front end and the
+    network (see :func:`salience_chunks`)."""
+
+    def __init__(self, model: nn.Module, chunk_frames: int | None = None) -> None:
+        self.frontend, self.network = model.frontend, model.network
+        self.device = next(self.network.parameters()).device
+        self.hop = self.frontend.hop_length
+        self.chunk = max(1, int(CHUNK_FRAMES if chunk_frames is None else chunk_frames))
+        self.hcqt = isinstance(self.frontend, HCQT)
+        if CONTEXT_FRAMES is None:
+            self.frontend_context, self.network_context = receptive_field(model)
+        else:  # forced: that much audio each side, all of it through the network
+            self.frontend_context, self.network_context = 0, CONTEXT_FRAMES
+        self.twin = None
+        if self.hcqt:
+            self.twin = model.time_major_network() if isinstance(model, Transcriber) else time_major_twin(self.network)
+
+    def open(self, audio) -> tuple:
+        """``(source, frames, reference_power)`` of a recording (an array or an AudioReader):
+        ``reference_power`` is the HCQT's largest squared magnitude over the whole recording,
+        a scalar tensor on the model's device found by a first pass of the front end, when
+        there is more than one chunk; else None (the one window's own largest is the same)."""
+        source = _ArraySource(audio) if isinstance(audio, np.ndarray) else audio
+        total = num_frames(source.samples)
+        reference_power = None
+        if self.hcqt and total > self.chunk:
+            reference_power = torch.zeros((), device=self.device)
+            for start, stop, _, _, hs, he in _windows(total, max(self.chunk, PEAK_CHUNK_FRAMES), 0,
+                                                      self.frontend_context):
+                excerpt = self._tensor([self.excerpt(source, total, hs, he)])
+                reference_power = torch.maximum(reference_power, self.frontend.peak_power(excerpt, start - hs, stop - hs)[0])
+        return source, total, reference_power
+
+    def windows(self, total: int):
+        """:func:`_windows` of a recording of ``total`` frames."""
+        return _windows(total, self.chunk, self.network_context, self.frontend_context)
+
+    def excerpt(self, source, total: int, hs: int, he: int) -> np.ndarray:
+        """The audio of the frames ``[hs, he)``: ``(samples,)`` float32, ``he - hs`` frames (the
+        sample that would make one more is left out), all of the rest at the recording's end."""
+        return source.read(hs * self.hop, source.samples if he >= total else he * self.hop - 1)
+
+    def _tensor(self, excerpts: list[np.ndarray]) -> torch.Tensor:
+        """``(batch, samples)`` on the device: a copy in torch's (aligned) memory, so that the
+        front end's vectorised sums do not depend on where the samples lay (a slice of an array
+        or a stretch read from a file)."""
+        return torch.tensor(excerpts[0] if len(excerpts) == 1 else np.stack(excerpts), device=self.device).view(
+            len(excerpts), -1)
+
+    def run(self, excerpts: list[np.ndarray], reference_power: torch.Tensor | None,
+            windows: list[tuple]) -> list[torch.Tensor]:
+        """The salience of a batch of windows as one batch through the front end and the network.
+
+        Args:
+            excerpts: each window's :meth:`excerpt`, ``(samples,)``, all of one length.
+            reference_power: ``(batch,)`` or a scalar (the HCQT's 0 dB of each window's recording),
+                or None (each window's own largest magnitude).
+            windows: each window's ``(start, stop, ws, we, hs, he)`` of :func:`_windows`, all with
+                the same ``he - hs`` and ``we - ws``.
+
+        Returns:
+            each window's salience ``(bins, stop - start)`` float32 in [0, 1] on the CPU.
+        """
+        audio = self._tensor(excerpts)
+        firsts = [ws - hs for _, _, ws, _, hs, _ in windows]  # the network's frames in the front end's
+        length = windows[0][3] - windows[0][2]
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            if self.twin is not None:  # (batch, frames, bins, harmonics) -> logits (batch, frames, bins)
+                low = min(firsts)  # only the frames that some window's network needs
+                frames = self.frontend.unit_frames(audio, reference_power, low, max(firsts) + length)
+                salience = torch.sigmoid_(self.twin(_crop(frames, [f - low for f in firsts], length, 1)))
+                del frames
+                salience = salience.float().cpu()
+                return [salience[i, start - ws : stop - ws].t() for i, (start, stop, ws, *_) in enumerate(windows)]
+            features = self.frontend(audio, reference_power) if self.hcqt else self.frontend(audio.float())
+            logits = self.network(_crop(features, firsts, length, -1))  # (batch, bins, frames)
+            del features
+            salience = torch.sigmoid(logits).float().cpu()
+            return [salience[i, :, start - ws : stop - ws] for i, (start, stop, ws, *_) in enumerate(windows)]
+
+
 @torch.inference_mode()
 def salience_chunks(model: nn.Module, audio, chunk_frames: int | None = None):
     """The salience of a recording a chunk at a time, with context on both sides: yields
@@ -241,49 +334,113 @@ def salience_chunks(model: nn.Module, audio, chunk_frames: int | None = None):
             :class:`~mpe_ssl.audio.io.AudioReader` at that rate.
         chunk_frames: frames computed per chunk (bounds memory; default :data:`CHUNK_FRAMES`).
     """
-    source = _ArraySource(audio) if isinstance(audio, np.ndarray) else audio
-    frontend, network = model.frontend, model.network
-    device = next(network.parameters()).device
-    hop = frontend.hop_length
-    total = num_frames(source.samples)
-    chunk = max(1, int(CHUNK_FRAMES if chunk_frames is None else chunk_frames))
-    hcqt = isinstance(frontend, HCQT)
-    if CONTEXT_FRAMES is None:
-        frontend_context, network_context = receptive_field(model)
-    else:  # forced: that much audio each side, all of it through the network
-        frontend_context, network_context = 0, CONTEXT_FRAMES
-    twin = None
-    if hcqt:
-        twin = model.time_major_network() if isinstance(model, Transcriber) else time_major_twin(network)
-
-    def excerpt(hs: int, he: int) -> torch.Tensor:
-        """The audio of the frames ``[hs, he)``: ``he - hs`` frames (the sample that would make
-        one more is left out), all of the rest at the recording's end."""
-        samples = source.read(hs * hop, source.samples if he >= total else he * hop - 1)
-        # a copy in torch's (aligned) memory: the front end's vectorised sums then do not depend
-        # on where the samples lay (a slice of an array or a stretch read from a file)
-        return torch.tensor(samples, device=device)[None]
-
-    reference_power = None
-    if hcqt and total > chunk:  # first pass: the largest magnitude of the whole recording
-        reference_power = torch.zeros((), device=device)
-        for start, stop, _, _, hs, he in _windows(total, max(chunk, PEAK_CHUNK_FRAMES), 0, frontend_context):
-            peak = frontend.peak_power(excerpt(hs, he), start - hs, stop - hs)[0]
-            reference_power = torch.maximum(reference_power, peak)
-
-    for start, stop, ws, we, hs, he in _windows(total, chunk, network_context, frontend_context):
-        with torch.autocast(device_type=device.type, enabled=False):
-            if twin is not None:  # (1, frames, bins, harmonics) -> logits (1, frames, bins)
-                frames = frontend.unit_frames(excerpt(hs, he), reference_power, ws - hs, we - hs)
-                piece = torch.sigmoid_(twin(frames)[0, start - ws : stop - ws]).t()
-                del frames
-            else:
-                features = frontend(excerpt(hs, he), reference_power) if hcqt else frontend(excerpt(hs, he).float())
-                logits = network(features[..., ws - hs : we - hs])
-                piece = torch.sigmoid(logits)[0, :, start - ws : stop - ws]
-                del features, logits
-        yield start, stop, piece.float().cpu()
+    chunker = _Chunker(model, chunk_frames)
+    source, total, reference_power = chunker.open(audio)
+    for window in chunker.windows(total):
+        piece, = chunker.run([chunker.excerpt(source, total, *window[4:])], reference_power, [window])
+        yield window[0], window[1], piece
     release_freed_memory()
+
+
+@torch.inference_mode()
+def batched_salience_chunks(model: nn.Module, recordings, batch_size: int, chunk_frames: int | None = None):
+    """:func:`salience_chunks` of several recordings, their windows run ``batch_size`` at a time
+    through the front end and the network: yields ``(index, start, stop, salience)``, the
+    recording's index in ``recordings``, the frames ``[start, stop)`` and their salience
+    ``(bins, stop - start)`` float32 in [0, 1] on the CPU (each recording's chunks in order,
+    the recordings' interleaved as their windows come out), or ``(index, 0, 0, error)``: an
+    :class:`~mpe_ssl.errors.MpeSslError` that ends that recording (nothing more comes for it).
+
+    The windows of the recordings, in order, are taken ``batch_size`` at a time, and those
+    whose audio has one length go through the front end and the network as one ``(batch,
+    samples)`` excerpt, each with its own recording's reference power (``(batch,)``): all the
+    windows of the recordings at least a window long, but the last of each (it ends at its
+    recording's end: a length of its own, so it goes alone); a recording shorter than a window
+    has windows of its own length. A window's salience is :func:`salience_chunks`' up to float
+    rounding (CPU kernels may sum in another order for another batch size).
+
+    Args:
+        model: as for :func:`salience_chunks`.
+        recordings: an iterable of recordings (``(samples,)`` arrays, AudioReaders) or of
+            MpeSslErrors (passed on as that index's error); a recording is drawn, and its first
+            pass run, when its windows are next needed, so the recordings held at once are
+            those of the windows of one batch.
+        batch_size: windows per batch.
+        chunk_frames: as for :func:`salience_chunks`.
+    """
+    chunker = _Chunker(model, chunk_frames)
+    failed: set[int] = set()
+
+    def queued():
+        """``(index, (source, frames, reference_power, window))`` of each window, or ``(index, error)``."""
+        for index, audio in enumerate(recordings):
+            if isinstance(audio, MpeSslError):
+                yield index, audio
+                continue
+            try:
+                source, total, reference_power = chunker.open(audio)
+            except MpeSslError as error:
+                yield index, error
+                continue
+            for window in chunker.windows(total):
+                yield index, (source, total, reference_power, window)
+
+    def run(pending):
+        """Run the queued windows grouped by their audio's length; yield their pieces in order."""
+        groups: dict[tuple, list] = {}
+        for position, (index, (source, total, reference_power, window)) in enumerate(pending):
+            if index in failed:
+                continue
+            try:
+                excerpt = chunker.excerpt(source, total, *window[4:])
+            except MpeSslError as error:
+                failed.add(index)
+                yield index, 0, 0, error
+                continue
+            groups.setdefault((len(excerpt), reference_power is None), []).append(
+                (position, index, excerpt, reference_power, window))
+        done = []
+        for (_, no_reference), members in groups.items():
+            positions, indices, excerpts, references, windows = zip(*members)
+            pieces = chunker.run(list(excerpts), None if no_reference else torch.stack(references), list(windows))
+            done += zip(positions, indices, windows, pieces)
+        release_freed_memory()
+        for _, index, (start, stop, *_), piece in sorted(done, key=lambda item: item[0]):  # the queue's order
+            if index not in failed:
+                yield index, start, stop, piece
+
+    pending = []
+    for index, job in queued():
+        if isinstance(job, MpeSslError):
+            yield index, 0, 0, job
+            continue
+        pending.append((index, job))
+        if len(pending) == batch_size:
+            yield from run(pending)
+            pending = []
+    yield from run(pending)
+
+
+def _decode_settings(model: nn.Module, threshold=None, silence_db=None, onset_threshold=None,
+                     min_note_ms=None) -> dict:
+    """The decode settings: those given (not None), else the model's (``model.decode``), else
+    :data:`~mpe_ssl.pretrained.DECODE_DEFAULTS`."""
+    given = {"threshold": threshold, "silence_db": silence_db, "onset_threshold": onset_threshold,
+             "min_note_ms": min_note_ms}
+    return {**DECODE_DEFAULTS, **getattr(model, "decode", {}),
+            **{key: value for key, value in given.items() if value is not None}}
+
+
+def _decoder(decode: dict, salience_png: bool) -> SalienceDecoder:
+    return SalienceDecoder(decode["threshold"], decode["onset_threshold"], decode["min_note_ms"],
+                           keep_salience=salience_png)
+
+
+def _add_gated(decoder: SalienceDecoder, reader, start: int, stop: int, piece: torch.Tensor, silence_db: float) -> None:
+    """Hand ``piece`` (the salience ``(bins, stop - start)`` of the frames ``[start, stop)``) to
+    ``decoder``, its frames quieter than ``silence_db`` in ``reader``'s audio zeroed."""
+    silent = silent_frames_in(reader, start, stop, silence_db)
+    decoder.add(piece.masked_fill(torch.from_numpy(silent)[None], 0.0), start)
 
 
 def transcribe_file(
@@ -315,17 +472,84 @@ def transcribe_file(
 
     The decode settings left None are the model's (``model.decode``).
     """
-    given = {"threshold": threshold, "silence_db": silence_db, "onset_threshold": onset_threshold,
-             "min_note_ms": min_note_ms}
-    decode = {**DECODE_DEFAULTS, **getattr(model, "decode", {}),
-              **{key: value for key, value in given.items() if value is not None}}
-    decoder = SalienceDecoder(decode["threshold"], decode["onset_threshold"], decode["min_note_ms"],
-                              keep_salience=salience_png)
+    decode = _decode_settings(model, threshold, silence_db, onset_threshold, min_note_ms)
+    decoder = _decoder(decode, salience_png)
     with AudioReader(audio_path) as reader:
         for start, stop, piece in salience_chunks(model, reader):
-            silent = silent_frames_in(reader, start, stop, decode["silence_db"])
-            decoder.add(piece.masked_fill(torch.from_numpy(silent)[None], 0.0), start)
+            _add_gated(decoder, reader, start, stop, piece, decode["silence_db"])
     return decoder.write(out_dir, audio_path.stem if name is None else name)
+
+
+def transcribe_files(
+    model: Transcriber,
+    paths: list[Path],
+    out_dir: Path,
+    names: list[str] | None = None,
+    batch_size: int = 1,
+    threshold: float | None = None,
+    silence_db: float | None = None,
+    onset_threshold: float | None = None,
+    min_note_ms: float | None = None,
+    salience_png: bool = False,
+):
+    """Transcribe files into ``out_dir``: yields ``(index, result)`` as each file is done,
+    ``result`` the paths written (:func:`transcribe_file`'s) or the
+    :class:`~mpe_ssl.errors.MpeSslError` that stopped that file (the others go on).
+
+    ``batch_size`` 1: one file after another, each with :func:`transcribe_file`. More: the
+    windows of all the files run ``batch_size`` at a time (:func:`batched_salience_chunks`, for
+    a GPU), each piece handed to its file's decoder; a file is written as soon as its last
+    piece is decoded, so the files open at once are those that one batch touches. The files
+    written are those of ``batch_size`` 1 up to float rounding of the salience.
+
+    Args:
+        names: the outputs' name of each file (default: its file name without the extension).
+        the others: as for :func:`transcribe_file`.
+    """
+    names = [path.stem for path in paths] if names is None else names
+    if batch_size == 1:
+        for index, path in enumerate(paths):
+            try:
+                yield index, transcribe_file(model, path, out_dir, threshold, names[index], silence_db,
+                                             onset_threshold, min_note_ms, salience_png)
+            except MpeSslError as error:
+                yield index, error
+        return
+    decode = _decode_settings(model, threshold, silence_db, onset_threshold, min_note_ms)
+    files: dict[int, tuple[AudioReader, SalienceDecoder]] = {}  # those open
+
+    def readers():
+        for index, path in enumerate(paths):
+            try:
+                reader = AudioReader(path)
+            except MpeSslError as error:
+                yield error
+                continue
+            files[index] = reader, _decoder(decode, salience_png)
+            yield reader
+
+    finished: set[int] = set()
+    try:
+        for index, start, stop, piece in batched_salience_chunks(model, readers(), batch_size):
+            if index in finished:  # its decoding failed: the rest of its pieces
+                continue
+            try:
+                if isinstance(piece, MpeSslError):
+                    raise piece
+                reader, decoder = files[index]
+                _add_gated(decoder, reader, start, stop, piece, decode["silence_db"])
+                if stop < num_frames(reader.samples):
+                    continue
+                result = decoder.write(out_dir, names[index])
+            except MpeSslError as error:
+                result = error
+            finished.add(index)
+            if index in files:
+                files.pop(index)[0].close()
+            yield index, result
+    finally:
+        for reader, _ in files.values():
+            reader.close()
 
 
 def load_system(path: str | os.PathLike | None, map_location: str | torch.device = "cpu") -> Transcriber:
@@ -479,8 +703,14 @@ def main(argv: list[str]) -> int:
                         help="also write NAME.salience.png: the salience-gram with the notes outlined")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="torch device of the model: cpu, cuda, cuda:1, ... (default here: %(default)s)")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="the chunks (about 11 s each) of all the files go N at a time through the "
+                             "model, for a GPU; the outputs are those of 1 up to float rounding (default: 1, "
+                             "one file after another, a chunk at a time: for CPUs)")
     args = parser.parse_args(argv)
     check_decode(args.threshold, args.silence_db, args.onset_threshold, args.min_note_ms)
+    if args.batch < 1:
+        raise MpeSslError(f"--batch {args.batch}: must be at least 1 (chunks through the model at a time)")
     if args.ckpt is None:
         check_packaged_model()
     device = check_device(args.device)
@@ -492,13 +722,15 @@ def main(argv: list[str]) -> int:
 
     failures = 0
     # tqdm.write prints above the bar (which is only drawn when stderr is a terminal)
-    for path, name in tqdm(list(zip(inputs, names)), desc="transcribe", unit="file", file=sys.stderr,
-                           disable=None, dynamic_ncols=True):
-        try:
-            written = transcribe_file(model, path, args.out, args.threshold, name, args.silence_db,
-                                      args.onset_threshold, args.min_note_ms, args.salience_png)
-            tqdm.write(f"{path} -> {', '.join(str(p) for p in written)}", file=sys.stdout)
-        except MpeSslError as error:
-            failures += 1
-            tqdm.write(f"error: {error}", file=sys.stderr)
+    with tqdm(total=len(inputs), desc="transcribe", unit="file", file=sys.stderr, disable=None,
+              dynamic_ncols=True) as bar:
+        for index, result in transcribe_files(model, inputs, args.out, names, args.batch, args.threshold,
+                                              args.silence_db, args.onset_threshold, args.min_note_ms,
+                                              args.salience_png):
+            if isinstance(result, MpeSslError):
+                failures += 1
+                tqdm.write(f"error: {result}", file=sys.stderr)
+            else:
+                tqdm.write(f"{inputs[index]} -> {', '.join(str(p) for p in result)}", file=sys.stdout)
+            bar.update()
     return 1 if failures else 0

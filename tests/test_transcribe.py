@@ -486,3 +486,113 @@ def test_transcription_memory_does_not_grow_with_the_files_length(tmp_path, rend
         tracemalloc.stop()
     # the 30 s more would be 10 MiB of float32 stereo at 44.1 kHz, or 2.5 MiB at 22.05 kHz mono
     assert peaks[40] - peaks[10] < 1.0, peaks
+
+
+# ----------------------------------------------------------------- --batch: the windows of several files at once
+def _small_chunks(monkeypatch):
+    """86-frame chunks: windows of 186 frames through the network and 472 through the front end."""
+    from mpe_ssl import transcribe
+
+    monkeypatch.setattr(transcribe, "CHUNK_FRAMES", 86)
+    monkeypatch.setattr(transcribe, "PEAK_CHUNK_FRAMES", 200)
+
+
+def _recordings(chords) -> dict[str, np.ndarray]:
+    """Recordings of unequal lengths: two (of one length) shorter than a chunk, one of a few
+    chunks shorter than a window, and three of several windows, two of one length and loudness
+    apart (each window must get its own recording's 0 dB)."""
+    return {"short": tone([220.0], 0.3), "short2": 0.2 * tone([330.0, 440.0], 0.3),
+            "medium": tone([196.0, 293.7], 1.5), "chords": chords,
+            "quiet": (0.05 * chords[::-1]).astype(np.float32), "cut": chords[: len(chords) - 3000]}
+
+
+@pytest.mark.parametrize("batch", [2, 3, 8])
+def test_batched_windows_give_each_recording_its_salience_in_order(batch, tiny_model, chords, monkeypatch):
+    from mpe_ssl.transcribe import batched_salience_chunks, salience_chunks
+
+    _small_chunks(monkeypatch)
+    recordings = list(_recordings(chords).values())
+    alone = [list(salience_chunks(tiny_model, audio)) for audio in recordings]
+    drawn = []
+
+    def lazily():
+        for audio in recordings:
+            drawn.append(audio)
+            yield audio
+
+    batched = [[] for _ in recordings]
+    for index, start, stop, piece in batched_salience_chunks(tiny_model, lazily(), batch):
+        batched[index].append((start, stop, piece))
+        assert len(drawn) <= index + batch  # only the recordings of this batch's windows are drawn
+    for ours, theirs in zip(batched, alone):
+        assert [(a, b) for a, b, _ in ours] == [(a, b) for a, b, _ in theirs]
+        # CPU kernels may sum in another order for a batch (short windows): float rounding only
+        assert max((p - q).abs().max().item() for (_, _, p), (_, _, q) in zip(ours, theirs)) < 1e-5
+    assert sum(len(pieces) for pieces in alone) > 3 * batch
+
+
+def test_batched_transcription_writes_the_files_of_one_at_a_time(tmp_path, tiny_checkpoint, chords, monkeypatch,
+                                                                  capsys):
+    from mpe_ssl.notes import read_notes_csv
+
+    _small_chunks(monkeypatch)
+    paths = []
+    for name, audio in _recordings(chords).items():
+        paths.append(tmp_path / f"{name}.wav")
+        sf.write(paths[-1], audio, 22050, subtype="FLOAT")
+    for batch in (1, 3):
+        out = tmp_path / f"out{batch}"
+        status, lines, errors = _run(capsys, *paths, "--ckpt", tiny_checkpoint, "--out", out, "--batch", batch,
+                                     "--threshold", 0.3)
+        assert status == 0 and not errors
+        assert sorted(line.split(" -> ")[0] for line in lines) == sorted(map(str, paths))
+    notes = 0
+    for path in paths:
+        one, three = (tmp_path / f"out{batch}" / path.stem for batch in (1, 3))
+        (times, frequencies), (times3, frequencies3) = (
+            mir_eval.io.load_ragged_time_series(f"{stem}.multipitch.txt") for stem in (one, three))
+        assert np.array_equal(times, times3) and len(times) == num_frames(sf.info(path).frames)
+        assert all(np.array_equal(a, b) for a, b in zip(frequencies, frequencies3))
+        a, b = read_notes_csv(f"{one}.notes.csv"), read_notes_csv(f"{three}.notes.csv")
+        assert [(n.onset_s, n.offset_s) for n in a] == [(n.onset_s, n.offset_s) for n in b]
+        assert all(abs(m.pitch_midi - n.pitch_midi) < 1e-3 and abs(m.confidence - n.confidence) < 1e-3
+                   and abs(m.velocity - n.velocity) <= 1 for m, n in zip(a, b))
+        notes += len(a)
+    assert notes > 10  # real transcriptions, not empty ones
+
+
+def test_batched_bad_files_get_one_line_errors_and_the_rest_are_transcribed(tmp_path, tiny_checkpoint, monkeypatch,
+                                                                           capsys):
+    _small_chunks(monkeypatch)
+    good = [tmp_path / "good.wav", tmp_path / "long.wav", tmp_path / "short.wav"]
+    for path, seconds in zip(good, (1.0, 6.0, 0.3)):
+        sf.write(path, tone([440.0], seconds), 22050)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF not really a wave file" * 10)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0,), dtype=np.float32), 22050)
+    nans = {}
+    for name, seconds in (("nan_short", 0.3), ("nan_long", 3.0)):  # found reading a window, or in the first pass
+        nans[name] = tmp_path / f"{name}.wav"
+        audio = tone([330.0], seconds)
+        audio[len(audio) // 2] = np.nan
+        sf.write(nans[name], audio, 22050, subtype="FLOAT")
+    bad = [tmp_path / "missing.wav", corrupt, nans["nan_short"], empty, nans["nan_long"]]
+    inputs = [bad[0], good[0], bad[1], bad[2], good[1], bad[3], bad[4], good[2]]
+    out = tmp_path / "out"
+    status, lines, errors = _run(capsys, *inputs, "--ckpt", tiny_checkpoint, "--out", out, "--batch", 3)
+    assert status == 1
+    errors = [line for line in errors if line.startswith("error:")]
+    assert len(errors) == len(bad) and all(any(path.name in line for line in errors) for path in bad)
+    assert sorted(line.split(" -> ")[0] for line in lines) == sorted(map(str, good))
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{path.stem}{ext}" for path in good for ext in (".multipitch.txt", ".mid", ".notes.csv"))
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_batch_below_1_is_refused_before_loading(value, tmp_path, monkeypatch, capsys):
+    _refuse_to_load(monkeypatch)
+    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
+    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out",
+                             f"--batch={value}")
+    assert status == 2 and len(errors) == 1 and "--batch" in errors[0] and value in errors[0]
