@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -115,7 +116,9 @@ def prepare(args: argparse.Namespace) -> None:
 
     config = make_config("share/s16", conditions(["share"], [16], 16, [])["share/s16"], args)
     cli = lightning_cli(["--config", str(config)], run=False)  # the SS-domain datasets render when built
-    cli.datamodule.prepare_data()
+    datamodule = cli.datamodule  # the labelled chorales with as many processes as the SS domain's
+    datamodule.render_config = dataclasses.replace(datamodule.render_config, workers=args.render_workers)
+    datamodule.prepare_data()
 
 
 def run_all(grid: dict[str, dict], args: argparse.Namespace) -> None:
