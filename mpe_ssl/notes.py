@@ -190,7 +190,7 @@ def notes_from_peaks(blocks: list[tuple[np.ndarray, ...]], n_frames: int, onset_
                 # threshold > 0: every peak has a positive weight
                 pitch = float(run_pitch[first:stop].sum() / run_weight[first:stop].sum())
                 velocity = min(127, max(1, round(1 + 126 * loudest)))  # velocity_of, without numpy
-                notes.append(NoteEvent(onset, offset, pitch, velocity, float(values[first:stop].mean())))
+                notes.append(NoteEvent(onset, offset, pitch, velocity, math.fsum(value_list[first:stop]) / (stop - first)))
     notes.sort(key=lambda note: (note.onset_s, note.pitch_midi))
     return notes
 

@@ -256,3 +256,33 @@ def test_the_shipped_model_transcribes_an_unseen_chorale(rendered_root, tmp_path
     f1 = 2 * scores["Precision"] * scores["Recall"] / (scores["Precision"] + scores["Recall"])
     assert f1 > 0.85, scores
     assert (tmp_path / "mix.mid").stat().st_size > 100 and len((tmp_path / "mix.notes.csv").read_text().splitlines()) > 20
+
+
+def test_bfloat16_network_gives_float32s_salience_closely_and_leaves_the_float32_twin(exported, tmp_path):
+    """--precision bfloat16: the time-major network in bf16 (a converted copy), salience within
+    a few hundredths of float32's; the float32 twin and the network are untouched."""
+    from mpe_ssl.transcribe import transcribe_audio
+
+    model = load_transcriber(exported["float32"])
+    audio = (0.3 * tone([220.0, 330.0], 13.0)).astype(np.float32)
+    exact = transcribe_audio(model, audio)
+    float32_twin = model.time_major_network()
+    model.network_dtype = torch.bfloat16
+    fast = transcribe_audio(model, audio)
+    assert model.time_major_network(torch.bfloat16) is not float32_twin
+    assert next(model.time_major_network(torch.bfloat16).buffers()).dtype == torch.bfloat16
+    assert all(b.dtype == torch.float32 for b in float32_twin.buffers() if b is not None)
+    assert all(p.dtype == torch.float32 for p in model.network.parameters())
+    assert fast.dtype == torch.float32 and fast.shape == exact.shape
+    assert 0 < (fast - exact).abs().max() < 0.05
+
+
+def test_transcribe_precision_option(exported, tmp_path, monkeypatch, capsys):
+    audio = tmp_path / "a.wav"
+    sf.write(audio, 0.3 * tone([261.63], 2.0), SAMPLE_RATE)
+    assert main(["transcribe", str(audio), "--ckpt", str(exported["float16"]), "--out", str(tmp_path / "o"),
+                 "--precision", "bfloat16"]) == 0
+    assert (tmp_path / "o" / "a.notes.csv").is_file()
+    with pytest.raises(SystemExit):
+        main(["transcribe", str(audio), "--precision", "float16"])
+    assert "--precision" in capsys.readouterr().err
