@@ -162,6 +162,9 @@ class AugmentedChorales(Dataset):
         augmentation: what to draw (:class:`Augmentation`).
         drums: the drum loops to mix in (None: no drums, whatever ``drums_prob`` says).
         render_workers: processes for the renders.
+        count: only the first ``count`` pieces of the split, of each root (None: all); a render
+            then renders only those (e.g. a smaller self-supervision domain that a GPU lease can
+            render in seconds).
     """
 
     #: items are a function of the index alone: the mixing DataModule numbers them on across epochs
@@ -178,11 +181,14 @@ class AugmentedChorales(Dataset):
         augmentation: Augmentation | dict | None = None,
         drums: DrumConfig | dict | None = None,
         render_workers: int = 1,
+        count: int | None = None,
     ) -> None:
         if split not in SPLITS:
             raise MpeSslError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
         if excerpt_seconds <= 0 or items_per_epoch < 1:
             raise MpeSslError("excerpt_seconds must be > 0 and items_per_epoch >= 1")
+        if count is not None and (int(count) != count or count < 1):
+            raise MpeSslError(f"count: {count!r} must be a whole number >= 1 (or null: every piece)")
         self.augmentation = Augmentation(**augmentation) if isinstance(augmentation, dict) else (augmentation or Augmentation())
         self.augmentation.validate()
         all_roots = [Path(r) for r in (roots or [])]
@@ -190,7 +196,7 @@ class AugmentedChorales(Dataset):
             settings = dict(settings)
             settings.setdefault("programs", TRAINING_PROGRAMS)
             settings["programs"] = tuple(settings["programs"])
-            settings["counts"] = {s: (None if s == split else 0) for s in SPLITS}
+            settings["counts"] = {s: (count if s == split else 0) for s in SPLITS}
             settings["workers"] = int(render_workers)
             try:
                 config = RenderConfig(**settings)
@@ -201,7 +207,8 @@ class AugmentedChorales(Dataset):
             raise MpeSslError("AugmentedChorales: give roots or renders")
         self.pieces: list[tuple[Path, dict]] = []
         for root in all_roots:
-            self.pieces += [(root, p) for p in load_manifest(root)["pieces"] if p["split"] == split]
+            pieces = [p for p in load_manifest(root)["pieces"] if p["split"] == split]
+            self.pieces += [(root, p) for p in pieces[:count]]  # the render's order: its first pieces
         if not self.pieces:
             raise MpeSslError(f"AugmentedChorales: no {split} pieces in {', '.join(map(str, all_roots))}")
         hop = grid.HOP_LENGTH

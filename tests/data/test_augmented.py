@@ -111,3 +111,22 @@ def test_overlay_adds_a_second_excerpt_with_its_labels(rendered_root, tmp_path):
     assert torch.all(item["targets"] >= base["targets"])  # the first excerpt's labels stay
     assert item["targets"].sum() > base["targets"].sum()  # and the second one's are added
     assert item["targets"].sum(0).max() > 4  # more notes at once than a chorale has parts
+
+
+def test_count_keeps_the_first_pieces_and_renders_only_those(tmp_path, monkeypatch):
+    from mpe_ssl.data import augmented
+    from mpe_ssl.data.render import RenderConfig, load_manifest, render_dataset
+
+    root = render_dataset(RenderConfig(seed=0, counts={"train": 3, "val": 0, "test": 0}), root=tmp_path / "r",
+                          progress=False)
+    names = [p["id"] for p in load_manifest(root)["pieces"] if p["split"] == "train"]
+    two = AugmentedChorales(roots=[str(root)], split="train", excerpt_seconds=2.0, items_per_epoch=4, count=2)
+    assert [p["id"] for _, p in two.pieces] == names[:2]
+    every = AugmentedChorales(roots=[str(root)], split="train", excerpt_seconds=2.0, items_per_epoch=4)
+    assert len(every.pieces) == 3
+    asked = []
+    monkeypatch.setattr(augmented, "render_dataset", lambda config, progress: asked.append(config) or root)
+    AugmentedChorales(renders=[{"seed": 5}], split="train", excerpt_seconds=2.0, items_per_epoch=4, count=2)
+    assert asked[0].counts == {"train": 2, "val": 0, "test": 0}
+    with pytest.raises(MpeSslError, match="count"):
+        AugmentedChorales(roots=[str(root)], count=0)
