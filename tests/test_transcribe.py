@@ -236,13 +236,15 @@ def test_read_only_out_is_a_one_line_error_before_loading(where, tmp_path, monke
 
 
 # ----------------------------------------------------------------- --threshold and --device
-@pytest.mark.parametrize("value", ["-1", "0", "1", "1.5", "nan"])
-def test_threshold_outside_0_1_is_refused_before_loading(value, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("option, value", [("threshold", v) for v in ["-1", "0", "1", "1.5", "nan"]]
+                         + [("batch", "0"), ("batch", "-2")])
+def test_bad_option_values_are_refused_before_loading(option, value, tmp_path, monkeypatch, capsys):
+    """--threshold outside (0, 1), --batch below 1: one line naming the option and the value."""
     _refuse_to_load(monkeypatch)
     sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
     status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out",
-                             f"--threshold={value}")
-    assert status == 2 and len(errors) == 1 and "threshold" in errors[0] and value in errors[0]
+                             f"--{option}={value}")
+    assert status == 2 and len(errors) == 1 and option in errors[0] and value in errors[0]
 
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "not-a-device"])
@@ -587,12 +589,3 @@ def test_batched_bad_files_get_one_line_errors_and_the_rest_are_transcribed(tmp_
     assert sorted(line.split(" -> ")[0] for line in lines) == sorted(map(str, good))
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{path.stem}{ext}" for path in good for ext in (".multipitch.txt", ".mid", ".notes.csv"))
-
-
-@pytest.mark.parametrize("value", ["0", "-2"])
-def test_batch_below_1_is_refused_before_loading(value, tmp_path, monkeypatch, capsys):
-    _refuse_to_load(monkeypatch)
-    sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
-    status, _, errors = _run(capsys, tmp_path / "a.wav", "--ckpt", tmp_path / "x.ckpt", "--out", tmp_path / "out",
-                             f"--batch={value}")
-    assert status == 2 and len(errors) == 1 and "--batch" in errors[0] and value in errors[0]
