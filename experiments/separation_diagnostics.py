@@ -1,0 +1,103 @@
+"""Why the structured autoencoder separates poorly (docs/separation/README.md, "Further checks").
+
+For test pieces of the piano task (first 30 s), fits the AE of a method of
+``separation_experiments.py`` once per piece and reports:
+
+- ``estimates``: NSDR of three ways to read the source magnitudes from the fitted model:
+  ``f(L_s ⊙ h)``, the same minus ``f(0)`` (the default), and ``f(L ⊙ h) − f((L − L_s) ⊙ h)``;
+- ``plain``: the same network as a plain autoencoder (every unit allowed: L all ones), its
+  generalised KL per frame and the share of output bins that are zero on every frame;
+- ``softplus``: the separation with a softplus output layer instead of the ReLU.
+
+Usage:
+    python experiments/separation_diagnostics.py estimates --pieces 0 1
+    python experiments/separation_diagnostics.py plain --pieces 1 [--overrides '{"nonnegative_synthesis": false}']
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import separation_experiments as experiments  # noqa: E402
+
+import mpe_ssl.separate as separate  # noqa: E402
+from mpe_ssl.data.score import UnitLayout, weak_labels  # noqa: E402
+from mpe_ssl.metrics.separation import bss_eval  # noqa: E402
+from mpe_ssl.models import StructuredAutoencoder  # noqa: E402
+
+
+class SoftplusOutput(StructuredAutoencoder):
+    """The structured autoencoder with a softplus output layer (never a dead output bin)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.synthesis[-1] = torch.nn.Softplus()
+
+
+def nsdr(piece: dict, sources: np.ndarray) -> float:
+    return float(np.nanmean(bss_eval(piece["references"], sources, piece["sr"], mixture=piece["mix"])["nsdr"]))
+
+
+def divergence_per_frame(V: torch.Tensor, estimate: torch.Tensor) -> float:
+    return float((V * torch.log((V + 1e-8) / (estimate + 1e-8)) - V + estimate).sum() / V.shape[-1])
+
+
+def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> dict:
+    notes = piece["notes"]
+    groups = [np.array([n.part in parts for n in notes]) for parts in piece["members"]]
+    if mode == "softplus":
+        separate.StructuredAutoencoder = SoftplusOutput
+        return {"nsdr": nsdr(piece, separate.separate_sources(piece["mix"], notes, groups, settings)),
+                "final_loss": settings.report["final_loss"]}
+    stft = separate.default_frontend()
+    mixture = torch.as_tensor(piece["mix"])
+    V = stft.magnitude(mixture.reshape(1, -1))[0]
+    frames, hop = V.shape[-1], stft.hop_length / stft.sample_rate
+    layout = UnitLayout.from_notes(notes, units_per_class=settings.units_per_class, free_units=settings.free_units)
+    L = weak_labels(notes, layout, frames, hop, settings.tolerance)
+    if mode == "plain":
+        L = torch.ones_like(L)
+    system = separate.fit_autoencoder(V, L, settings, None)
+    with torch.no_grad():
+        Vn = system.spectrogram({"features": V.unsqueeze(0)})
+        representation = system.network.encode(Vn)
+        full = system.network.decode(representation * L)
+        result = {"divergence_per_frame": divergence_per_frame(Vn, full),
+                  "dead_output_bins": float((full.amax(dim=-1) == 0).float().mean())}
+        if mode == "plain":
+            return result
+        f = system.network.decode
+        per_source = separate.source_labels(notes, groups, layout, frames, hop, settings.tolerance)
+        masked = torch.cat([f(representation * s) for s in per_source])
+        ways = {"masked": masked,
+                "masked_minus_f0": (masked - f(torch.zeros_like(representation))).clamp_min(0.0),
+                "removal": torch.cat([(full - f(representation * (L * (1 - s)))).clamp_min(0.0) for s in per_source])}
+    for name, estimates in ways.items():
+        result[f"nsdr_{name}"] = nsdr(piece, separate.masked_sources(mixture, estimates, stft, settings.mask_power).numpy())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("estimates", "plain", "softplus"))
+    parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
+    parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m.startswith("ae")])
+    parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pieces = experiments.load_pieces("piano", "test", 8, 30.0)
+    for index in args.pieces:
+        settings = separate.SeparationSettings(**{**experiments.METHODS[args.method], **json.loads(args.overrides)})
+        print(json.dumps({"piece": pieces[index]["id"], "mode": args.mode, **diagnose(args.mode, pieces[index], settings)}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
