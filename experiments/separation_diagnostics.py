@@ -7,7 +7,10 @@ For test pieces of the piano task (first 30 s), fits the AE of a method of
   ``f(L_s ⊙ h)``, the same minus ``f(0)`` (the default), and ``f(L ⊙ h) − f((L − L_s) ⊙ h)``;
 - ``plain``: the same network as a plain autoencoder (every unit allowed: L all ones), its
   generalised KL per frame and the share of output bins that are zero on every frame;
-- ``softplus``: the separation with a softplus output layer instead of the ReLU.
+- ``softplus``: the separation with a softplus output layer instead of the ReLU;
+- ``nmf_start``: the AE started from score-informed NMF (P = 2 units per class as NMF's, a
+  linear non-negative synthesis layer holding NMF's templates W, the analysis network first
+  regressed on NMF's activations H), NSDR before and after the usual dropout/penalty fit.
 
 Usage:
     python experiments/separation_diagnostics.py estimates --pieces 0 1
@@ -20,6 +23,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import separation_experiments as experiments  # noqa: E402
 
 import mpe_ssl.separate as separate  # noqa: E402
+from mpe_ssl.models import harmonic_templates, score_informed_nmf  # noqa: E402
 from mpe_ssl.data.score import UnitLayout, weak_labels  # noqa: E402
 from mpe_ssl.metrics.separation import bss_eval  # noqa: E402
 from mpe_ssl.models import StructuredAutoencoder  # noqa: E402
@@ -49,6 +54,31 @@ def divergence_per_frame(V: torch.Tensor, estimate: torch.Tensor) -> float:
     return float((V * torch.log((V + 1e-8) / (estimate + 1e-8)) - V + estimate).sum() / V.shape[-1])
 
 
+def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, settings, stft,
+                        steps: int = 300) -> StructuredAutoencoder:
+    """A structured AE whose linear synthesis layer is NMF's ``W`` and whose analysis network
+    was regressed (Adam, ``steps``) on NMF's ``H`` of the mean-normalised ``V``."""
+    torch.manual_seed(settings.seed)
+    W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
+                            seed=settings.seed)
+    W, H = score_informed_nmf(V, L, W0, settings.nmf_iterations, seed=settings.seed)
+    H = H / V.mean()  # the AE models V / mean(V)
+    network = StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
+                                    context=settings.context, nonnegative_synthesis=True,
+                                    input_compression=settings.input_compression)
+    with torch.no_grad():
+        network.synthesis[0].weight.copy_(W)
+        network.synthesis[0].bias.zero_()
+    optimizer = torch.optim.Adam(network.analysis.parameters(), lr=1e-3)
+    Vn = V / V.mean()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(torch.log1p(network.encode(Vn[None])[0]), torch.log1p(H))
+        loss.backward()
+        optimizer.step()
+    return network
+
+
 def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> dict:
     notes = piece["notes"]
     groups = [np.array([n.part in parts for n in notes]) for parts in piece["members"]]
@@ -64,7 +94,16 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
     L = weak_labels(notes, layout, frames, hop, settings.tolerance)
     if mode == "plain":
         L = torch.ones_like(L)
-    system = separate.fit_autoencoder(V, L, settings, None)
+    start = None
+    if mode == "nmf_start":
+        network = nmf_started_network(V, L, layout, settings, stft)
+        per_source = separate.source_labels(notes, groups, layout, frames, hop, settings.tolerance)
+        with torch.no_grad():
+            r = network.encode((V / V.mean())[None])
+            started = torch.cat([network.decode(r * s) for s in per_source])
+        before = nsdr(piece, separate.masked_sources(mixture, started, stft, settings.mask_power).numpy())
+        start = SimpleNamespace(network=network)
+    system = separate.fit_autoencoder(V, L, settings, start)
     with torch.no_grad():
         Vn = system.spectrogram({"features": V.unsqueeze(0)})
         representation = system.network.encode(Vn)
@@ -73,6 +112,8 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
                   "dead_output_bins": float((full.amax(dim=-1) == 0).float().mean())}
         if mode == "plain":
             return result
+        if mode == "nmf_start":
+            result["nsdr_started"] = before
         f = system.network.decode
         per_source = separate.source_labels(notes, groups, layout, frames, hop, settings.tolerance)
         masked = torch.cat([f(representation * s) for s in per_source])
@@ -86,7 +127,7 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("estimates", "plain", "softplus"))
+    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start"))
     parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
     parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m.startswith("ae")])
     parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields")
