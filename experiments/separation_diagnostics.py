@@ -20,6 +20,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,9 @@ import separation_experiments as experiments  # noqa: E402
 
 import mpe_ssl.separate as separate  # noqa: E402
 from mpe_ssl.models import harmonic_templates, score_informed_nmf  # noqa: E402
+import mpe_ssl.systems.score_informed as score_informed  # noqa: E402
 from mpe_ssl.data.score import UnitLayout, weak_labels  # noqa: E402
+from mpe_ssl.losses import generalized_kl  # noqa: E402
 from mpe_ssl.metrics.separation import bss_eval  # noqa: E402
 from mpe_ssl.models import StructuredAutoencoder  # noqa: E402
 
@@ -131,7 +134,11 @@ def main() -> None:
     parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
     parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m.startswith("ae")])
     parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields")
+    parser.add_argument("--eps", type=float, default=None,
+                        help="the ε of the generalised KL that the AE is trained on (default: the library's, 1e-8)")
     args = parser.parse_args()
+    if args.eps is not None:  # V is normalised to mean 1: ε = 1e-8 makes -V/(V̂+ε) huge where V̂ is near 0
+        score_informed.generalized_kl = functools.partial(generalized_kl, eps=args.eps)
     torch.set_num_threads(1)
     pieces = experiments.load_pieces("piano", "test", 8, 30.0)
     for index in args.pieces:
