@@ -6,8 +6,8 @@
 #   - issue 12: faithful SS-MPE conditions (experiments/device_ssmpe.sh);
 #   - issue 11: score-informed separation at the paper's scale (1500 hidden units, lr 1e-4, 5000
 #     full-batch steps) on the GPU (experiments/separation_experiments.py).
-# Run from the repo root with the dependencies importable (a lease: wheels under .whl/, see
-# docs/model.md). DEADLINE (seconds from the start) bounds the whole script. Dry run here:
+# Run from the repo root with the dependencies importable (a lease: the wheels of
+# experiments/lease_wheels.sh under .whl/, carried, installed with the line in its header). DEADLINE (seconds from the start) bounds the whole script. Dry run here:
 #   TRANSCRIBER_CONFIG=<a config whose renders are cached> DEVICE=cpu DEADLINE=420 TRANSCRIBER_MINUTES=1 \
 #   SSMPE_MINUTES=1 ONLY=share/s16 COMPLEXITY=1 STEPS=20 SEP_ITERATIONS=10 SEP_PIECES=1 PRECISION=32 \
 #   bash experiments/device_lease.sh
