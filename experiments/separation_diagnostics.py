@@ -136,7 +136,11 @@ def main() -> None:
     parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields")
     parser.add_argument("--eps", type=float, default=None,
                         help="the ε of the generalised KL that the AE is trained on (default: the library's, 1e-8)")
+    parser.add_argument("--raw", action="store_true",
+                        help="train on the raw |STFT| (as the paper) instead of V divided by its mean")
     args = parser.parse_args()
+    if args.raw:
+        separate.ScoreInformedAE = functools.partial(score_informed.ScoreInformedAE, normalize=False)
     if args.eps is not None:  # V is normalised to mean 1: ε = 1e-8 makes -V/(V̂+ε) huge where V̂ is near 0
         score_informed.generalized_kl = functools.partial(generalized_kl, eps=args.eps)
     torch.set_num_threads(1)
