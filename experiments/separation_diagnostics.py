@@ -35,7 +35,7 @@ import separation_experiments as experiments  # noqa: E402
 import mpe_ssl.separate as separate  # noqa: E402
 from mpe_ssl.models import harmonic_templates, score_informed_nmf  # noqa: E402
 import mpe_ssl.systems.score_informed as score_informed  # noqa: E402
-from mpe_ssl.data.score import UnitLayout, weak_labels  # noqa: E402
+from mpe_ssl.data.score import UnitLayout  # noqa: E402
 from mpe_ssl.losses import generalized_kl  # noqa: E402
 from mpe_ssl.metrics.separation import bss_eval  # noqa: E402
 from mpe_ssl.models import StructuredAutoencoder  # noqa: E402
@@ -51,10 +51,6 @@ class SoftplusOutput(StructuredAutoencoder):
 
 def nsdr(piece: dict, sources: np.ndarray) -> float:
     return float(np.nanmean(bss_eval(piece["references"], sources, piece["sr"], mixture=piece["mix"])["nsdr"]))
-
-
-def divergence_per_frame(V: torch.Tensor, estimate: torch.Tensor) -> float:
-    return float((V * torch.log((V + 1e-8) / (estimate + 1e-8)) - V + estimate).sum() / V.shape[-1])
 
 
 def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, settings, stft,
@@ -84,23 +80,17 @@ def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, se
 
 def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> dict:
     notes = piece["notes"]
-    groups = [np.array([n.part in parts for n in notes]) for parts in piece["members"]]
+    groups = experiments.piece_groups(piece, notes)
     if mode == "softplus":
         separate.StructuredAutoencoder = SoftplusOutput
         return {"nsdr": nsdr(piece, separate.separate_sources(piece["mix"], notes, groups, settings)),
                 "final_loss": settings.report["final_loss"]}
-    stft = separate.default_frontend()
-    mixture = torch.as_tensor(piece["mix"])
-    V = stft.magnitude(mixture.reshape(1, -1))[0]
-    frames, hop = V.shape[-1], stft.hop_length / stft.sample_rate
-    layout = UnitLayout.from_notes(notes, units_per_class=settings.units_per_class, free_units=settings.free_units)
-    L = weak_labels(notes, layout, frames, hop, settings.tolerance)
+    stft, mixture, V, layout, L, per_source = separate.score_setup(piece["mix"], notes, groups, settings)
     if mode == "plain":
         L = torch.ones_like(L)
     start = None
     if mode == "nmf_start":
         network = nmf_started_network(V, L, layout, settings, stft)
-        per_source = separate.source_labels(notes, groups, layout, frames, hop, settings.tolerance)
         with torch.no_grad():
             r = network.encode((V / V.mean())[None])
             started = torch.cat([network.decode(r * s) for s in per_source])
@@ -111,14 +101,13 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
         Vn = system.spectrogram({"features": V.unsqueeze(0)})
         representation = system.network.encode(Vn)
         full = system.network.decode(representation * L)
-        result = {"divergence_per_frame": divergence_per_frame(Vn, full),
+        result = {"divergence_per_frame": float(generalized_kl(Vn, full)),
                   "dead_output_bins": float((full.amax(dim=-1) == 0).float().mean())}
         if mode == "plain":
             return result
         if mode == "nmf_start":
             result["nsdr_started"] = before
         f = system.network.decode
-        per_source = separate.source_labels(notes, groups, layout, frames, hop, settings.tolerance)
         masked = torch.cat([f(representation * s) for s in per_source])
         ways = {"masked": masked,
                 "masked_minus_f0": (masked - f(torch.zeros_like(representation))).clamp_min(0.0),

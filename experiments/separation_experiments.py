@@ -84,6 +84,11 @@ def load_pieces(task: str, split: str, pieces: int, excerpt: float) -> list[dict
     return loaded
 
 
+def piece_groups(piece: dict, notes: list) -> list[np.ndarray]:
+    """Per source of ``piece`` (its ``members``: the parts of each), which of ``notes`` are its."""
+    return [np.array([n.part in parts for n in notes]) for parts in piece["members"]]
+
+
 def run_one(job: tuple) -> dict:
     """Separate one piece with one method at one warp; its scores and time."""
     import torch
@@ -97,7 +102,7 @@ def run_one(job: tuple) -> dict:
     if method == "ae_pretrained" and not overrides.get("pretrained"):
         raise SystemExit("ae_pretrained needs --pretrained CKPT")
     notes = warp_notes(piece["notes"], warp, seed=piece["seed"]) if warp else piece["notes"]
-    groups = [np.array([n.part in parts for n in notes]) for parts in piece["members"]]
+    groups = piece_groups(piece, notes)
     settings = SeparationSettings(**{**METHODS[method], **overrides})
     estimates = separate_sources(piece["mix"], notes, groups, settings)
     scores = bss_eval(piece["references"], estimates, piece["sr"], mixture=piece["mix"])
@@ -191,18 +196,13 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def speed(args) -> None:
     """Penalty objective per step: structured dropout first, vs the activity penalty alone."""
-    import torch
     from lightning.pytorch import Callback
 
     import mpe_ssl.separate as separate
-    from mpe_ssl.data.score import UnitLayout, weak_labels
-    from mpe_ssl.systems.score_informed import default_frontend
 
     piece = load_pieces("piano", args.split, 1, args.excerpt)[0]
-    stft = default_frontend()
-    V = stft.magnitude(torch.from_numpy(piece["mix"]).reshape(1, -1))[0]
-    layout = UnitLayout.from_notes(piece["notes"], units_per_class=3)
-    L = weak_labels(piece["notes"], layout, V.shape[-1], stft.hop_length / stft.sample_rate, 0.5)
+    _, _, V, _, L, _ = separate.score_setup(piece["mix"], piece["notes"], piece_groups(piece, piece["notes"]),
+                                            separate.SeparationSettings())
 
     curves = {}
 

@@ -49,7 +49,7 @@ from mpe_ssl.atomic import atomic_write
 from mpe_ssl.audio.silence import gate_silence, silent_frames
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import RaggedFrames, multipitch_peaks, write_transcription
-from mpe_ssl.models.timbre_trap import ACTIVATIONS, FrameLayerNorm, ResidualBlock, TimbreTrapAE
+from mpe_ssl.models.timbre_trap import FrameLayerNorm, ResidualBlock, TimbreTrapAE
 from mpe_ssl.grid import frame_times
 from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, THRESHOLD, notes_from_peaks, semitone_peaks
 
@@ -232,14 +232,13 @@ def _same_buffers(module: nn.Module, rebuilt: nn.Module) -> bool:
 
 
 def _timbre_trap_args(network: TimbreTrapAE) -> dict:
-    """TimbreTrapAE's init args, from its layers (it keeps only ``latent_size``)."""
+    """TimbreTrapAE's init args, from its layers (it keeps ``latent_size``, ``dilations`` and
+    ``activation``)."""
     first, norm = network.encoder_in[0], network.encoder_in[1]
-    residual_blocks = network.encoder_blocks[0].residual
-    activation = next(name for name, make in ACTIVATIONS.items() if type(make()) is type(network.encoder_in[2]))
     return {"n_harmonics": first.in_channels, "n_bins": norm.normalized_shape[1],
             "model_complexity": int(round(math.log2(first.out_channels))), "latent_size": network.latent_size,
             "n_blocks": len(network.encoder_blocks), "initial_salience": None,
-            "dilations": [block.body[0].dilation[0] for block in residual_blocks], "activation": activation}
+            "dilations": list(network.dilations), "activation": network.activation}
 
 
 #: classes whose instances do not keep their init args as attributes of the same names

@@ -165,6 +165,24 @@ def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettin
     return system.eval()
 
 
+def score_setup(audio: np.ndarray, notes: list[Note], groups: list[np.ndarray], settings: SeparationSettings,
+                layout: UnitLayout | None = None) -> tuple:
+    """What every method starts from, on ``settings.device``: ``(stft, mixture (samples,),
+    V (bins, frames), layout, L (units, frames), per_source (sources, units, frames))``, the
+    layout ``P`` units per class of the method (NMF's or the AE's) unless one is given."""
+    device = torch.device(settings.device)
+    stft = default_frontend().to(device)
+    mixture = torch.as_tensor(audio, dtype=torch.float32, device=device)
+    V = stft.magnitude(mixture.reshape(1, -1))[0]
+    frames, hop_seconds = V.shape[-1], stft.hop_length / stft.sample_rate
+    if layout is None:
+        P = settings.units_per_class if settings.method == "ae" else settings.nmf_units_per_class
+        layout = UnitLayout.from_notes(notes, units_per_class=P, free_units=settings.free_units)
+    L = weak_labels(notes, layout, frames, hop_seconds, settings.tolerance).to(device)
+    per_source = source_labels(notes, groups, layout, frames, hop_seconds, settings.tolerance).to(device)
+    return stft, mixture, V, layout, L, per_source
+
+
 def separate_sources(audio: np.ndarray, notes: list[Note], groups: list[np.ndarray],
                      settings: SeparationSettings | None = None) -> np.ndarray:
     """Separate a recording into groups of its score's notes.
@@ -182,16 +200,9 @@ def separate_sources(audio: np.ndarray, notes: list[Note], groups: list[np.ndarr
     settings.check()
     started = time.perf_counter()
     device = torch.device(settings.device)
-    stft = default_frontend().to(device)
-    mixture = torch.as_tensor(audio, dtype=torch.float32, device=device)
-    V = stft.magnitude(mixture.reshape(1, -1))[0]
-    frames, hop_seconds = V.shape[-1], stft.hop_length / stft.sample_rate
     start = load_pretrained(settings.pretrained) if settings.method == "ae" and settings.pretrained else None
-    P = settings.units_per_class if settings.method == "ae" else settings.nmf_units_per_class
-    layout = start.layout if start is not None else UnitLayout.from_notes(notes, units_per_class=P,
-                                                                          free_units=settings.free_units)
-    L = weak_labels(notes, layout, frames, hop_seconds, settings.tolerance).to(device)
-    per_source = source_labels(notes, groups, layout, frames, hop_seconds, settings.tolerance).to(device)
+    stft, mixture, V, layout, L, per_source = score_setup(audio, notes, groups, settings,
+                                                          None if start is None else start.layout)
     if settings.method == "nmf":
         W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
                                 seed=settings.seed)

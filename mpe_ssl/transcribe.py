@@ -301,9 +301,8 @@ class _Chunker:
                 low = min(firsts)  # only the frames that some window's network needs
                 frames = self.frontend.unit_frames(audio, reference_power, low, max(firsts) + length)
                 logits = self.twin(_crop(frames, [f - low for f in firsts], length, 1).to(self.dtype))
-                salience = torch.sigmoid_(logits.float())  # (a no-op .float() in float32)
                 del frames
-                salience = salience.float().cpu()
+                salience = torch.sigmoid_(logits.float()).cpu()  # (a no-op .float() in float32)
                 return [salience[i, start - ws : stop - ws].t() for i, (start, stop, ws, *_) in enumerate(windows)]
             features = self.frontend(audio, reference_power) if self.hcqt else self.frontend(audio.float())
             logits = self.network(_crop(features, firsts, length, -1))  # (batch, bins, frames)

@@ -181,7 +181,7 @@ def test_time_major_twin_gives_the_networks_logits(complexity):
     assert twin is not None and (got - expected).abs().max() < 1e-4 * expected.abs().max()
 
 
-def test_a_cheaper_networks_init_args_are_read_back_from_its_layers():
+def test_a_cheaper_networks_init_args_are_recorded_for_export():
     """One residual block of dilation 3 and leaky ReLUs (the fast transcriber's options): the
     args read from the layers rebuild the same network, and its time-major twin matches it."""
     from mpe_ssl.pretrained import _init_args_of

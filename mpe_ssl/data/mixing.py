@@ -34,6 +34,7 @@ from mpe_ssl.data.datasets import RenderedChorales
 from mpe_ssl.data.drums import DrumBank, DrumConfig, load_drums, render_drums
 from mpe_ssl.data.scored import ScoreLabels, ScoredItems
 from mpe_ssl.data.render import DEFAULT_PROGRAMS, SPLITS, RenderConfig, render_dataset
+from mpe_ssl.data.vibrato import VIBRATO_HZ
 from mpe_ssl.data.sampling import StreamSampler
 from mpe_ssl.errors import MpeSslError
 
@@ -132,7 +133,7 @@ class MixedStreamDataModule(LightningDataModule):
         detune_cents: float = 0.0,
         detune_per_note: bool = False,
         vibrato_cents: float = 0.0,
-        vibrato_hz: tuple[float, float] = (4.5, 6.5),
+        vibrato_hz: tuple[float, float] = VIBRATO_HZ,
         excerpt_seconds: float = 4.0,
         steps_per_epoch: int = 100,
         eval_seconds: float | None = None,

@@ -57,14 +57,14 @@ import soundfile as sf
 from mpe_ssl import grid
 from mpe_ssl.atomic import atomic_write, publish_directory
 from mpe_ssl.data.chorales import Chorale, chorale_ids, load_chorale
-from mpe_ssl.data.vibrato import RETUNE_SAMPLES, VIBRATO_COLUMNS, note_pitch_at, vibrato_semitones
+from mpe_ssl.data.vibrato import RETUNE_SAMPLES, VIBRATO_COLUMNS, VIBRATO_HZ, note_pitch_at, vibrato_semitones
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import Multipitch, load_multipitch, write_multipitch
 
 RENDER_VERSION = 1  # bump when a change alters the rendered audio or labels
 #: the off-grid pitch options; at these values a render is in tune, as before they existed
 OFF_GRID_DEFAULTS = {"transpose": 0, "detune_cents": 0.0, "detune_per_note": False, "vibrato_cents": 0.0,
-                     "vibrato_hz": [4.5, 6.5]}
+                     "vibrato_hz": list(VIBRATO_HZ)}
 #: options added after caches existed: at these values they are left out of the cache key,
 #: so a config that does not use them keeps the hash (and cache) it had before they existed
 KEY_OMITTED_AT_DEFAULT = {**OFF_GRID_DEFAULTS, "part_programs": None, "split_seed": None}
@@ -164,7 +164,7 @@ class RenderConfig:
     # vibrato of every note (mpe_ssl.data.vibrato): depth in cents (0: none) and the range of
     # its rate, drawn per note with a random phase
     vibrato_cents: float = 0.0
-    vibrato_hz: tuple[float, float] = (4.5, 6.5)
+    vibrato_hz: tuple[float, float] = VIBRATO_HZ
     # part name -> fixed GM program (0-based), e.g. {"Soprano": 53} ("Voice Oohs") for a
     # voice-like melody; the other parts draw from ``programs`` as usual. A piece without
     # such a part ignores the entry.

@@ -26,6 +26,8 @@ __all__ = ["RETUNE_SAMPLES", "VIBRATO_COLUMNS", "has_vibrato", "note_pitch_at", 
 VIBRATO_COLUMNS = ("vibrato_hz", "vibrato_cents", "vibrato_phase")
 #: the synthesiser retunes a note with vibrato every this many samples (2.9 ms at 22050 Hz)
 RETUNE_SAMPLES = 64
+#: the default range of the vibrato's rate (Hz), drawn per note (a sung or bowed vibrato's)
+VIBRATO_HZ = (4.5, 6.5)
 
 
 def vibrato_semitones(samples_since_onset, rate_hz: float, depth_cents: float, phase: float) -> np.ndarray:

@@ -155,6 +155,7 @@ class TimbreTrapAE(nn.Module):
             raise ValueError(f"n_bins={n_bins} is too small for n_blocks={n_blocks}")
         latent_size = latent_size or channels[-1]
         self.latent_size = latent_size
+        self.dilations, self.activation = list(dilations), activation  # for export (mpe_ssl.pretrained)
 
         self.encoder_in = nn.Sequential(
             nn.Conv2d(n_harmonics, channels[0], kernel_size=3, padding="same"),
