@@ -64,8 +64,9 @@ _LOWPASS_TAPS = 255
 _PASSBAND_FRACTION = 0.9
 # Per-bin scaling of the filter responses (see the module docstring).
 FILTER_SCALES = ("sqrt_length", "length")
-# Block length of the overlap-save FFT convolution used for decimation.
-_DECIMATE_FFT = 4096
+# Decimation by 2 as a block convolution: input samples per block and outputs per block.
+_DECIMATE_BLOCK_IN = 128
+_DECIMATE_BLOCK_OUT = _DECIMATE_BLOCK_IN // 2
 # Frames transposed at a time by HCQT.unit_frames.
 _TRANSPOSE_FRAMES = 256
 
@@ -311,6 +312,20 @@ class HCQT(nn.Module):
         self.register_buffer(
             "_lowpass", torch.tensor(lowpass, dtype=torch.float32)[None, None], persistent=False
         )
+        # the same filter as a block convolution (see _decimate): output q of a row of outputs
+        # takes input p of the row k rows on with tap t = block_in * k + p - 2 q - 1 (the row
+        # padding of block_in samples on the left puts tap taps // 2 on sample 2 i)
+        block_in, block_out = _DECIMATE_BLOCK_IN, _DECIMATE_BLOCK_OUT
+        row_taps = -(-(2 * (block_out - 1) + _LOWPASS_TAPS + 1) // block_in)
+        tap = (np.arange(block_in)[None, :, None] + block_in * np.arange(row_taps)[None, None, :]
+               - 2 * np.arange(block_out)[:, None, None] - 1)
+        inside = (tap >= 0) & (tap < _LOWPASS_TAPS)
+        decimator = np.where(inside, lowpass.astype(np.float32)[np.clip(tap, 0, _LOWPASS_TAPS - 1)], 0.0)
+        # (row_taps * block_in, block_out): input (k, p) of a span -> output q of its row
+        decimator = decimator.transpose(2, 1, 0).reshape(row_taps * block_in, block_out)
+        self.register_buffer(
+            "_decimator", torch.tensor(decimator, dtype=torch.float32), persistent=False
+        )
 
     def num_frames(self, num_samples: int) -> int:
         """Frames for ``num_samples`` samples: ``1 + num_samples // hop_length``."""
@@ -332,41 +347,50 @@ class HCQT(nn.Module):
         """Low-pass and keep every 2nd sample: ``(batch, 1, L) -> (batch, 1, ceil(L / 2))``.
 
         Equals ``conv1d(x, lowpass, stride=2, padding=taps // 2)`` (zero-phase: output
-        sample ``i`` sits on input sample ``2 i``) computed by overlap-save FFT
-        convolution in blocks of ``_DECIMATE_FFT`` samples; a single-channel 255-tap
-        conv1d, or one FFT over the whole excerpt, is several times slower on CPU.
+        sample ``i`` sits on input sample ``2 i``), computed as a block convolution: the
+        zero-padded samples in rows of ``P`` (:data:`_DECIMATE_BLOCK_IN`), each row of ``P / 2``
+        outputs the product of the ``3 P`` input samples that reach it (three rows) with
+        :attr:`_decimator`, all rows in one matrix product. A single-channel 255-tap conv1d
+        with stride 2 is slow on CPU (a matrix-vector product per output), and ONNX Runtime's
+        DFT is slow, where this is as fast as overlap-save FFT convolution in torch and fast in
+        ONNX Runtime too.
         """
-        taps = self._lowpass.shape[-1]
         n = x.shape[-1]
-        n_fft = _DECIMATE_FFT
-        step = n_fft - (taps - 1)
-        need = n + taps // 2  # full-convolution outputs 0 .. need - 1 are used
-        n_blocks = -(-need // step)
-        right = (n_blocks - 1) * step + n_fft - (taps - 1) - n
-        xp = F.pad(x, (taps - 1, right))
-        blocks = xp.unfold(-1, n_fft, step)  # (batch, 1, n_blocks, n_fft)
-        spec = torch.fft.rfft(blocks, n_fft) * torch.fft.rfft(self._lowpass[0, 0], n_fft)
-        full = torch.fft.irfft(spec, n_fft)[..., taps - 1 :].flatten(-2)
-        return full[..., taps // 2 : taps // 2 + n : 2]
+        block_in, block_out = _DECIMATE_BLOCK_IN, _DECIMATE_BLOCK_OUT
+        row_taps = self._decimator.shape[0] // block_in
+        outputs = (n + 1) // 2
+        rows = -(-outputs // block_out) + row_taps - 1
+        padded = F.pad(x[:, 0], (block_in, block_in * rows - n - block_in))  # (batch, block_in * rows)
+        blocks = padded.reshape(x.shape[0], rows, block_in)
+        # each row of outputs from its input row and the next ones: (batch, rows', row_taps * block_in)
+        spans = torch.cat([blocks[:, k : rows - row_taps + 1 + k] for k in range(row_taps)], dim=2)
+        # item by item: the products of a batch of one (a larger matrix product may sum in another
+        # order), so that a batch of windows gives each window's own decimation bit for bit
+        decimated = torch.stack([item @ self._decimator for item in spans.unbind(0)])
+        return decimated.reshape(x.shape[0], 1, -1)[..., :outputs]
 
-    def _stacked(self, audio: Tensor) -> Tensor:
+    def _stacked(self, audio: Tensor, recording: Tensor | None = None) -> Tensor:
         """Magnitudes of the computed bins, in the levels' order, plus an all-zero last row:
         ``(batch, n_computed_bins + 1, frames)`` float32 (the rows that :meth:`magnitudes`
         gathers into harmonics; computing the dB scale on them before that gather touches
-        half the values)."""
+        half the values). ``recording``: see :meth:`forward`."""
         x = self._check_audio(audio)
+        if torch.compiler.is_exporting():  # a graph: no writes into an empty tensor (scatters in ONNX)
+            levels = [magnitude for _, magnitude in self._level_magnitudes(x, recording=recording)]
+            stacked = torch.cat(levels, dim=1) * self._scale[:, None]
+            return torch.cat([stacked, torch.zeros_like(stacked[:, :1])], dim=1)
         stacked = x.new_empty(x.shape[0], self.n_computed_bins + 1, self.num_frames(x.shape[-1]))
         rows = 0
-        for _, magnitude in self._level_magnitudes(x, stacked):
+        for _, magnitude in self._level_magnitudes(x, stacked, recording):
             rows += magnitude.shape[1]
         stacked[:, :rows].mul_(self._scale[:, None])
         stacked[:, rows].zero_()
         return stacked
 
-    def _level_magnitudes(self, audio: Tensor, out: Tensor | None = None):
+    def _level_magnitudes(self, audio: Tensor, out: Tensor | None = None, recording: Tensor | None = None):
         """Per decimation level with bins: ``(rows of those bins in the stacked order, their
         unscaled magnitudes (batch, bins of the level, frames))``, written into ``out``'s rows
-        when given."""
+        when given. ``recording``: see :meth:`forward`."""
         x = self._check_audio(audio)
         n_frames = self.num_frames(x.shape[-1])
         x = x[:, None, :]
@@ -374,6 +398,8 @@ class HCQT(nn.Module):
         for j in range(self.num_levels):
             if j > 0:
                 x = self._decimate(x)
+            if recording is not None:  # sample i of level j is sample i * 2**j of the full rate
+                x = x * recording[:, None, :: 2**j]
             if self._level_sizes[j] == 0:
                 continue
             hop_j = self.hop_length // 2**j
@@ -387,7 +413,10 @@ class HCQT(nn.Module):
             # rows 0..m-1 real, m..2m-1 imaginary part -> |.| over that pair
             size = self._level_sizes[j]
             rows = slice(row, row + size)
-            yield rows, torch.hypot(y[:, :size], y[:, size:], out=None if out is None else out[:, rows])
+            if torch.compiler.is_exporting():  # ONNX has no hypot
+                yield rows, (y[:, :size].square() + y[:, size:].square()).sqrt()
+            else:
+                yield rows, torch.hypot(y[:, :size], y[:, size:], out=None if out is None else out[:, rows])
             row += size
 
     def _gather_harmonics(self, stacked: Tensor) -> Tensor:
@@ -422,10 +451,21 @@ class HCQT(nn.Module):
             peak = scaled if peak is None else torch.maximum(peak, scaled)
         return peak.square()
 
-    def _unit_stacked(self, audio: Tensor, reference_power: Tensor | float | None) -> Tensor:
+    def frame_peak_power(self, audio: Tensor, recording: Tensor | None = None) -> Tensor:
+        """The largest squared magnitude of each frame: ``(batch, frames)``, whose maximum over
+        frames ``[first, stop)`` is :meth:`peak_power`'s (what the ONNX Runtime graphs of
+        :mod:`mpe_ssl.onnx_model` compute for a recording's first pass). ``recording``: see
+        :meth:`forward`."""
+        stacked = self._stacked(audio, recording)
+        if not self._all_gathered:
+            stacked = self._gather_harmonics(stacked).flatten(1, 2)
+        return stacked.amax(dim=1).square()
+
+    def _unit_stacked(self, audio: Tensor, reference_power: Tensor | float | None,
+                      recording: Tensor | None = None) -> Tensor:
         """:meth:`_stacked` on the ``[0, 1]`` log scale, in place: the operations of
         :func:`magnitude_to_unit`, in the same order (so the same values)."""
-        stacked = self._stacked(audio)
+        stacked = self._stacked(audio, recording)
         batch = stacked.shape[0]
         if reference_power is None:
             peaks = stacked if self._all_gathered else self._gather_harmonics(stacked)
@@ -437,7 +477,8 @@ class HCQT(nn.Module):
         decibels = power.clamp_min_(10.0 ** (self.db_floor / 10.0)).log10_().mul_(10.0)
         return decibels.div_(abs(self.db_floor)).add_(1.0).clamp_(0.0, 1.0)
 
-    def forward(self, audio: Tensor, reference_power: Tensor | float | None = None) -> Tensor:
+    def forward(self, audio: Tensor, reference_power: Tensor | float | None = None,
+                recording: Tensor | None = None) -> Tensor:
         """HCQT on the ``[0, 1]`` log scale.
 
         Args:
@@ -445,13 +486,20 @@ class HCQT(nn.Module):
             reference_power: ``(batch,)`` or a scalar: the squared magnitude that is 0 dB
                 instead of each item's own largest one (e.g. a whole recording's, from
                 :meth:`peak_power`, when the item is an excerpt of it).
+            recording: ``(batch, samples)`` float32, or None (all of each item is the
+                recording): 1 on the samples ``[first, stop)`` of each item that hold a
+                recording, 0 on the zero padding around them (``first`` a multiple of
+                ``hop_length``). Every decimation level is kept zero outside the recording (its
+                sample ``i`` is the full rate's ``i * 2**level``), as the recording's own
+                decimation ends at its edges, so the frames equal those of the recording alone
+                (the fixed-size windows of :mod:`mpe_ssl.onnx_model` at a recording's ends).
 
         Returns:
             ``(batch, len(harmonics), n_bins, frames)`` float32 in ``[0, 1]``:
             ``1 + dB / |db_floor|`` with dB the power relative to the item's maximum over all
             harmonics, bins and frames, floored at ``db_floor``. Silence gives all 0.
         """
-        return self._gather_harmonics(self._unit_stacked(audio, reference_power))
+        return self._gather_harmonics(self._unit_stacked(audio, reference_power, recording))
 
     def unit_frames(self, audio: Tensor, reference_power: Tensor | float | None = None, first: int = 0,
                     stop: int | None = None) -> Tensor:
