@@ -101,11 +101,19 @@ def measure(argv: list[str]) -> dict:
 # ----------------------------------------------------------------------------- the two programs
 
 
-def mpe_ssl_command(model: str, out: Path, inputs: list[Path]) -> list[str]:
+def mpe_ssl_command(model: str, out: Path, inputs: list[Path], engine: str | None = None) -> list[str]:
     script = Path(sys.executable).with_name("mpe-ssl")
     head = [str(script)] if script.exists() else [sys.executable, "-m", "mpe_ssl"]
     ckpt = [] if model == "packaged" else ["--ckpt", model]
-    return [*head, "transcribe", *map(str, inputs), *ckpt, "--out", str(out)]
+    chosen = [] if engine is None else ["--engine", engine]
+    return [*head, "transcribe", *map(str, inputs), *ckpt, *chosen, "--out", str(out)]
+
+
+def mpe_ssl_engine(model: str) -> str:
+    """The engine that ``mpe-ssl transcribe`` picks for ``model`` on this CPU (its ``--engine auto``)."""
+    from mpe_ssl.transcribe_cli import choose_engine
+
+    return choose_engine("auto", None if model == "packaged" else model, "cpu", 1, "float32")
 
 
 def basic_pitch_command(bench_python: Path, out: Path, inputs: list[Path]) -> list[str]:
@@ -268,12 +276,16 @@ def accuracy(name: str, root: Path, pieces: int | None, model: str, bench_python
 
 
 def speed(audio: Path, model: str, bench_python: Path, repeats: int) -> dict:
-    """Alternating whole-process runs on ``audio``; every run's wall time, CPU time, peak RSS."""
-    runs = {"mpe_ssl": [], "basic_pitch": []}
+    """Alternating whole-process runs on ``audio``; every run's wall time, CPU time, peak RSS.
+    Where mpe-ssl runs the model through ONNX Runtime, the same model through torch
+    (``--engine torch``) runs too, as ``mpe_ssl_torch``."""
     commands = {"mpe_ssl": lambda out: mpe_ssl_command(model, out, [audio]),
                 "basic_pitch": lambda out: basic_pitch_command(bench_python, out, [audio])}
+    if mpe_ssl_engine(model) == "onnx":
+        commands["mpe_ssl_torch"] = lambda out: mpe_ssl_command(model, out, [audio], engine="torch")
+    runs = {name: [] for name in commands}
     for repeat in range(repeats):
-        order = ("mpe_ssl", "basic_pitch") if repeat % 2 == 0 else ("basic_pitch", "mpe_ssl")
+        order = list(commands) if repeat % 2 == 0 else list(commands)[::-1]
         for name in order:
             out = WORK / "speed" / audio.stem / name
             shutil.rmtree(out, ignore_errors=True)
@@ -286,6 +298,20 @@ def speed(audio: Path, model: str, bench_python: Path, repeats: int) -> dict:
 
 def _median(runs: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in runs)
+
+
+#: how the report names mpe-ssl's engines
+ENGINES = {"onnx": "ONNX Runtime (`mpe_ssl.onnx_model`, no torch imported)", "torch": "torch"}
+
+
+def torch_engine_line(s: dict) -> list[str]:
+    """The speed row of ``--engine torch`` where it ran beside the ONNX Runtime engine."""
+    if "mpe_ssl_torch" not in s:
+        return []
+    wall, mem = _median(s["mpe_ssl_torch"], "wall_s"), _median(s["mpe_ssl_torch"], "peak_mib")
+    t_wall, t_mem = _median(s["basic_pitch"], "wall_s"), _median(s["basic_pitch"], "peak_mib")
+    return [f"The same model through torch (`--engine torch`, alternated in the same runs): median "
+            f"{wall:.1f} s ({wall / t_wall:.2f} of Basic Pitch's), {mem:.0f} MiB ({mem / t_mem:.2f}).", ""]
 
 
 def report(result: dict) -> str:
@@ -304,7 +330,7 @@ def report(result: dict) -> str:
         f"Machine: {result['machine']}; each program pinned to cores {CORES} (`taskset`) with "
         f"{THREADS} threads (OMP/MKL/OpenBLAS/Numba); Basic Pitch {bp['basic_pitch']}'s `{bp['model']}` "
         f"through onnxruntime {bp['onnxruntime']} (no TensorFlow), its own CLI. mpe-ssl model: "
-        f"`{result['model_label']}`.",
+        f"`{result['model_label']}`, engine: {ENGINES[result['engine']]} (its `--engine auto` here).",
         "",
         f"### Speed and memory: whole process, {result['audio_seconds']:.0f} s of audio (test chorales "
         f"concatenated), {len(s['mpe_ssl'])} alternating runs each",
@@ -320,9 +346,11 @@ def report(result: dict) -> str:
         f"| start-up: wall time for {result['startup_seconds']:g} s of audio, median (s) | {o_start:.1f} | "
         f"{t_start:.1f} | {o_start / t_start:.2f} |",
         "",
+        *torch_engine_line(s),
         "Every run (wall s / CPU s / MiB): " + "; ".join(
             f"{label} " + ", ".join(f"{r['wall_s']:.1f}/{r['cpu_s']:.1f}/{r['peak_mib']:.0f}" for r in s[key])
-            for key, label in (("mpe_ssl", "mpe-ssl"), ("basic_pitch", "Basic Pitch"))) + ".",
+            for key, label in (("mpe_ssl", "mpe-ssl"), ("mpe_ssl_torch", "mpe-ssl --engine torch"),
+                               ("basic_pitch", "Basic Pitch")) if key in s) + ".",
         "",
         "Wall time includes start-up (imports, model loading) and writing the outputs (ours: "
         "multi-pitch text, notes CSV, MIDI; Basic Pitch: MIDI, notes CSV).",
@@ -384,6 +412,7 @@ def run(model: str = "auto", pieces: int | None = None, repeats: int = REPEATS, 
     programs = {"default pool": tuple(DEFAULT_PROGRAMS), "held-out pool": held_out_programs()}
     roots = {"default pool": render(pieces, None), "held-out pool": render(pieces, programs["held-out pool"])}
     result = {"date": datetime.date.today().isoformat(), "model": model, "model_label": model_label,
+              "engine": mpe_ssl_engine(model),
               "basic_pitch_info": info, "programs": programs,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU used", "accuracy": {}}
     for label, root in roots.items():

@@ -53,10 +53,10 @@ def train_step(config: str, overrides: list[str]) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def transcription(seconds: float) -> dict:
-    """``mpe-ssl transcribe`` (the shipped model) on ``seconds`` of the test chorales end to
-    end: the whole process's peak resident memory and wall time (``/usr/bin/time``-like, via
-    ``wait4``), pinned to 2 cores as the Basic Pitch bench is."""
+def transcription(seconds: float, engine: str) -> dict:
+    """``mpe-ssl transcribe --engine ENGINE`` (the shipped model) on ``seconds`` of the test
+    chorales end to end: the whole process's peak resident memory and wall time
+    (``/usr/bin/time``-like, via ``wait4``), pinned to 2 cores as the Basic Pitch bench is."""
     import os
     import tempfile
     import time
@@ -67,7 +67,8 @@ def transcription(seconds: float) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="mpe-ssl-memory-"))
     audio = folder / f"{seconds:g}s.wav"
     long_audio(test_pieces(render(None, None), None), audio, seconds)
-    argv = [*pin_prefix(), sys.executable, "-m", "mpe_ssl", "transcribe", str(audio), "--out", str(folder)]
+    argv = [*pin_prefix(), sys.executable, "-m", "mpe_ssl", "transcribe", str(audio), "--out", str(folder),
+            "--engine", engine]
     start = time.perf_counter()
     process = subprocess.Popen(argv, cwd=ROOT, env=child_env(), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(process.pid, 0)
@@ -85,6 +86,8 @@ def measure(kind: str, *args: str) -> dict:
 
 #: lengths of audio transcribed (s)
 TRANSCRIBE_SECONDS = (30.0, 120.0, 600.0)
+#: the engines of mpe-ssl transcribe (onnx: its default on a CPU)
+ENGINES = ("onnx", "torch")
 
 STEPS = {
     "demo (SupervisedMPE, 8 x 2 s)": ("demo", []),
@@ -100,7 +103,7 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     if args.one:
         kind, *rest = args.one + overrides
-        result = train_step(rest[0], rest[1:]) if kind == "step" else transcription(float(rest[0]))
+        result = train_step(rest[0], rest[1:]) if kind == "step" else transcription(float(rest[0]), rest[1])
         print(json.dumps(result))
         return
     rows = []
@@ -110,9 +113,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     transcribe_rows = []
     for seconds in TRANSCRIBE_SECONDS:
-        r = transcription(seconds)
-        transcribe_rows.append(f"| {seconds:g} s | {r['peak_mib']:.0f} | {r['wall_s']:.1f} |")
-        print(transcribe_rows[-1], flush=True)
+        for engine in ENGINES:
+            r = transcription(seconds, engine)
+            transcribe_rows.append(f"| {seconds:g} s | {engine} | {r['peak_mib']:.0f} | {r['wall_s']:.1f} |")
+            print(transcribe_rows[-1], flush=True)
     text = "\n".join([
         "# Memory",
         "",
@@ -128,13 +132,14 @@ def main() -> None:
         "",
         "## Transcription: `mpe-ssl transcribe`, the shipped model, whole process",
         "",
-        "Test chorales end to end, one file each length; pinned to 2 cores. The file is read,",
+        "Test chorales end to end, one file each length; pinned to 2 cores; both engines (`onnx`,",
+        "ONNX Runtime without torch, the default on a CPU; `torch`). The file is read,",
         "transcribed and decoded a chunk at a time (`AudioReader`, `salience_chunks`,",
         "`SalienceDecoder`), so the peak stays flat in the file's length; the wall time is",
         "only a rough figure here (speed against Basic Pitch: `docs/benchmarks.md`).",
         "",
-        "| audio | peak RSS (MiB) | wall (s) |",
-        "|---|---|---|",
+        "| audio | engine | peak RSS (MiB) | wall (s) |",
+        "|---|---|---|---|",
         *transcribe_rows,
         "",
     ])

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 USAGE = f"""usage: mpe-ssl {{fit,validate,test,predict}} --config CONFIG [options]
        mpe-ssl transcribe AUDIO... [--ckpt PATH] [--out DIR]
        mpe-ssl export-model CKPT OUT [--precision float16|float32]
+       mpe-ssl export-onnx MODEL OUT
        mpe-ssl separate AUDIO --score MIDI --keep part=Soprano [--method ae|nmf] [--out DIR]
        mpe-ssl separate AUDIO... --ckpt MAJL.ckpt [--out DIR]
        mpe-ssl pseudo-label --ckpt STAGE1.ckpt --out DIR (--config YAML | --root DIR)
@@ -222,13 +223,17 @@ def _dispatch(argv: list[str]) -> int:
         print(USAGE)
         return 0 if argv else 2
     if argv[0] == "transcribe":
-        from mpe_ssl.transcribe import main as transcribe_main
+        from mpe_ssl.transcribe_cli import main as transcribe_main  # imports no torch (its ONNX engine)
 
         return transcribe_main(argv[1:])
     if argv[0] == "export-model":
         from mpe_ssl.pretrained import main as export_main
 
         return export_main(argv[1:])
+    if argv[0] == "export-onnx":
+        from mpe_ssl.onnx_export import main as export_onnx_main
+
+        return export_onnx_main(argv[1:])
     if argv[0] == "separate":
         from mpe_ssl.separate import main as separate_main
 

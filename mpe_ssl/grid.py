@@ -12,8 +12,9 @@ functions below; nothing else in the package hard-codes these numbers.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import torch
 
 SAMPLE_RATE = 22050
 HOP_LENGTH = 256
@@ -36,16 +37,26 @@ def midi_to_bin(midi):
     return (midi - FMIN_MIDI) * BINS_PER_SEMITONE
 
 
+def _torch_of(value):
+    """The torch module when ``value`` is a torch tensor, else None, without importing torch (a
+    tensor cannot exist before torch is imported; ``mpe-ssl transcribe`` with ONNX Runtime
+    never imports it)."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(value, torch.Tensor) else None
+
+
 def midi_to_hz(midi):
     """Frequency in Hz of MIDI pitch(es) (A4 = 69 = 440 Hz)."""
-    if isinstance(midi, torch.Tensor):
+    torch = _torch_of(midi)
+    if torch is not None:
         return 440.0 * torch.pow(2.0, (midi - 69.0) / 12.0)
     return 440.0 * np.power(2.0, (np.asarray(midi, dtype=np.float64) - 69.0) / 12.0)
 
 
 def hz_to_midi(hz):
     """MIDI pitch (fractional) of frequency(ies) in Hz."""
-    if isinstance(hz, torch.Tensor):
+    torch = _torch_of(hz)
+    if torch is not None:
         return 69.0 + 12.0 * torch.log2(hz / 440.0)
     return 69.0 + 12.0 * np.log2(np.asarray(hz, dtype=np.float64) / 440.0)
 

@@ -39,31 +39,25 @@ import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpe_ssl import __version__
+from mpe_ssl import __version__, weights
 from mpe_ssl.atomic import atomic_write
 from mpe_ssl.audio.silence import gate_silence, silent_frames
+# the decode settings and the decoder live in mpe_ssl.decode (no torch); here for older imports
+from mpe_ssl.decode import DECODE_DEFAULTS, SILENCE_DB, SalienceDecoder, check_decode  # noqa: F401
 from mpe_ssl.errors import MpeSslError
-from mpe_ssl.formats import RaggedFrames, multipitch_peaks, write_transcription
 from mpe_ssl.models.timbre_trap import FrameLayerNorm, ResidualBlock, TimbreTrapAE
-from mpe_ssl.grid import frame_times
-from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD, THRESHOLD, notes_from_peaks, semitone_peaks
+from mpe_ssl.notes import MIN_NOTE_MS, ONSET_THRESHOLD
 
 #: ``format`` of a model file
 FORMAT = "mpe-ssl-transcriber"
 #: ``version`` of the model files written here; :func:`load_model` reads this one and older
 FORMAT_VERSION = 1
-#: the model shipped in the package: what ``mpe-ssl transcribe`` uses without ``--ckpt``
-PACKAGED_MODEL = Path(__file__).resolve().parent / "weights" / "transcriber.pt"
-#: Default level (dBFS, RMS around each frame) below which a frame gets no notes.
-SILENCE_DB = -60.0
-#: the decode settings of a model and their defaults
-DECODE_DEFAULTS = {"threshold": THRESHOLD, "silence_db": SILENCE_DB, "onset_threshold": ONSET_THRESHOLD,
-                   "min_note_ms": MIN_NOTE_MS}
+#: the model shipped in the package: what ``mpe-ssl transcribe --engine torch`` uses without ``--ckpt``
+PACKAGED_MODEL = weights.TRANSCRIBER
 #: how the weights may be stored
 PRECISIONS = ("float16", "float32")
 
@@ -415,7 +409,7 @@ def write_salience(folder: str | os.PathLike, name: str, salience: torch.Tensor,
     frames quieter than ``silence_db`` in ``audio (samples,)`` (when given) zeroed, then the
     peaks above ``threshold`` as multi-pitch frames and the tracked notes. The files of
     ``TranscriptionWriter``; ``mpe-ssl transcribe`` gets the same ones from
-    :class:`SalienceDecoder` a stretch at a time.
+    :class:`~mpe_ssl.decode.SalienceDecoder` a stretch at a time.
 
     ``in_place``: zero the silent frames in ``salience`` itself rather than in a copy (a long
     recording's salience-gram is the largest array of a transcription)."""
@@ -427,49 +421,6 @@ def write_salience(folder: str | os.PathLike, name: str, salience: torch.Tensor,
     decoder = SalienceDecoder(threshold, onset_threshold, min_note_ms, keep_salience=salience_png)
     decoder.add(salience, 0)
     return decoder.write(folder, name)
-
-
-class SalienceDecoder:
-    """Multi-pitch frames and notes of a salience-gram fed a stretch of frames at a time, in
-    order: the peaks of each stretch are kept (:func:`mpe_ssl.formats.multipitch_peaks` in a
-    :class:`~mpe_ssl.formats.RaggedFrames`, :func:`mpe_ssl.notes.semitone_peaks`), never the salience-gram itself
-    unless ``keep_salience`` (for the picture), so memory grows with the peaks only (a few
-    numbers per frame). Peaks and notes do not depend on where the stretches begin and end:
-    the files equal those of the whole salience-gram decoded at once.
-
-    Args:
-        threshold, onset_threshold, min_note_ms: of the peak picking and the note tracker
-            (:func:`mpe_ssl.notes.track_notes`).
-        keep_salience: keep the stretches too, for ``<name>.salience.png``.
-    """
-
-    def __init__(self, threshold: float, onset_threshold: float = ONSET_THRESHOLD, min_note_ms: float = MIN_NOTE_MS,
-                 keep_salience: bool = False) -> None:
-        self.threshold, self.onset_threshold, self.min_note_ms = threshold, onset_threshold, min_note_ms
-        self.frames = 0
-        self._frequencies = RaggedFrames()
-        self._peaks: list[tuple] = []
-        self._salience: list[torch.Tensor] | None = [] if keep_salience else None
-
-    def add(self, salience: torch.Tensor, first_frame: int) -> None:
-        """The frames ``[first_frame, first_frame + frames)`` of the salience-gram: ``(bins,
-        frames)``, silent frames already zeroed; ``first_frame`` must be where the last
-        stretch ended."""
-        if first_frame != self.frames:
-            raise ValueError(f"first_frame {first_frame}: the next stretch starts at frame {self.frames}")
-        values = salience.detach().float().cpu().numpy() if hasattr(salience, "detach") else np.asarray(salience)
-        self._frequencies.extend(*multipitch_peaks(values, self.threshold))
-        self._peaks.append(semitone_peaks(values, self.threshold, first_frame))
-        if self._salience is not None:
-            self._salience.append(torch.as_tensor(values))
-        self.frames += values.shape[1]
-
-    def write(self, folder: str | os.PathLike, name: str) -> list[Path]:
-        """The files of :func:`mpe_ssl.formats.write_transcription`; returns their paths."""
-        notes = notes_from_peaks(self._peaks, self.frames, self.onset_threshold, self.min_note_ms)
-        multipitch = (frame_times(self.frames), self._frequencies)
-        salience = torch.cat(self._salience, dim=1) if self._salience else None
-        return write_transcription(folder, name, multipitch, notes, salience)
 
 
 # ------------------------------------------------------------------------------ inference layout
@@ -685,16 +636,3 @@ def main(argv: list[str]) -> int:
     path = export_model(args.ckpt, args.out, precision=args.precision, decode=decode, info=info)
     print(f"{args.ckpt} -> {path} ({path.stat().st_size / 1024:.0f} KiB)")
     return 0
-
-
-def check_decode(threshold: float | None = None, silence_db: float | None = None,
-                 onset_threshold: float | None = None, min_note_ms: float | None = None) -> None:
-    """One-line errors for decode settings out of range (None: not given)."""
-    if threshold is not None and not 0 < threshold < 1:
-        raise MpeSslError(f"--threshold {threshold:g}: must be in (0, 1)")
-    if silence_db is not None and (math.isnan(silence_db) or silence_db > 0):
-        raise MpeSslError(f"--silence-db {silence_db:g}: must be a level in dBFS, at most 0")
-    if onset_threshold is not None and not 0 < onset_threshold < 1:
-        raise MpeSslError(f"--onset-threshold {onset_threshold:g}: must be in (0, 1)")
-    if min_note_ms is not None and not (math.isfinite(min_note_ms) and min_note_ms >= 0):
-        raise MpeSslError(f"--min-note-ms {min_note_ms:g}: must be a duration in ms, at least 0")

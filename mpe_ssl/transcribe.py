@@ -1,75 +1,33 @@
-"""Transcribe audio files with a trained model: multi-pitch frames, notes and MIDI per file.
+"""The torch engine of ``mpe-ssl transcribe`` (:mod:`mpe_ssl.transcribe_cli`, where the command,
+its files and the choice of engine are): a model's salience a chunk at a time, on any torch
+device, one file after another or the windows of many files batched.
 
-For each input ``<name>.<ext>`` it writes, atomically (temporary file + rename):
-- ``<name>.multipitch.txt``: mir_eval's multi-pitch text format, one frame per line,
-  the time in seconds then the active frequencies in Hz, tab-separated;
-- ``<name>.notes.csv``: the notes of the note tracker (:func:`mpe_ssl.notes.track_notes`),
-  a header then a line per note: onset_s, offset_s, pitch_midi (fractional), velocity
-  (1-127), confidence;
-- ``<name>.mid``: the same notes as MIDI (pitch rounded to a semitone);
-- with ``--salience-png``, ``<name>.salience.png``: the salience-gram with the notes outlined.
-
-The model is the one shipped in the package (:data:`mpe_ssl.pretrained.PACKAGED_MODEL`) or
-``--ckpt``: a model file of ``mpe-ssl export-model`` (read with plain torch) or a Lightning
-checkpoint of an ``MPESystem`` (which imports Lightning). Inputs that share a ``<name>``
-(``clip.wav``, ``clip.flac``) are written under their full file names instead
-(``clip.wav.multipitch.txt``, ...); two inputs with the same file name are refused. A folder
-input stands for the audio files directly inside it. Frames quieter than ``--silence-db`` get
-no notes. With ``--batch N`` the chunks of all the files go through the model N at a time (for
-a GPU), each file written as soon as its last chunk is decoded. The arguments and the output folder are checked before the model is loaded; a file
-that cannot be transcribed gets a one-line error and the others go on. A progress bar over the
-files goes to stderr when it is a terminal.
+The model is a :class:`~mpe_ssl.pretrained.Transcriber` (a model file of ``mpe-ssl
+export-model``, the shipped one by default: :data:`mpe_ssl.pretrained.PACKAGED_MODEL`) or a
+trained ``MPESystem``. On a CPU the command runs the shipped model through ONNX Runtime
+instead (:mod:`mpe_ssl.onnx_model`), with the windows of :func:`mpe_ssl.chunks.windows` and
+the receptive fields found here, so both engines give the same salience up to float rounding.
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import functools
-import gc
 import math
 import os
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch import nn
 
 from mpe_ssl.audio.hcqt import HCQT
 from mpe_ssl.audio.io import AudioReader
-from mpe_ssl.audio.silence import silent_frames_in
+from mpe_ssl.chunks import release_freed_memory, windows
+from mpe_ssl.decode import SalienceDecoder, decode_settings, transcribe_path
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import num_frames
 from mpe_ssl.models.timbre_trap import TimbreTrapAE
-from mpe_ssl.pretrained import (
-    DECODE_DEFAULTS,
-    PACKAGED_MODEL,
-    SILENCE_DB,
-    SalienceDecoder,
-    Transcriber,
-    check_decode,
-    load_model,
-    load_transcriber,
-    time_major_twin,
-)
-
-#: The end of ``--help`` (``{extensions}``: those a folder input stands for).
-EPILOG = """\
-For each input NAME.EXT it writes into OUT:
-  NAME.multipitch.txt  mir_eval's multi-pitch text: a line per frame, the time in s
-                       then the active frequencies in Hz
-  NAME.notes.csv       the tracked notes: onset_s, offset_s, pitch_midi (fractional),
-                       velocity (1-127), confidence
-  NAME.mid             the same notes as MIDI
-  NAME.salience.png    with --salience-png: the salience-gram, notes outlined
-Inputs that share a NAME (clip.wav, clip.flac) are written under their full file
-names instead (OUT/clip.wav.multipitch.txt, ...); two inputs with the same file name
-are refused. A folder stands for the audio files directly inside it, in sorted
-order: {extensions}.
-Without --ckpt the model shipped in the package is used ({packaged})."""
+from mpe_ssl.pretrained import PACKAGED_MODEL, Transcriber, load_model, load_transcriber, time_major_twin
+from mpe_ssl.transcribe_cli import main  # noqa: F401  (the command, for `from mpe_ssl.transcribe import main`)
 
 #: Frames of context each side of a chunk. ``None`` (the default): the front end's and the
 #: network's receptive fields in time (:func:`receptive_field`), so that chunked transcription
@@ -85,12 +43,6 @@ CHUNK_FRAMES = 924
 #: Frames per chunk of the first pass (the whole recording's largest HCQT magnitude), which keeps
 #: nothing of a chunk: longer chunks, less context computed twice.
 PEAK_CHUNK_FRAMES = 4096
-#: Extensions of the audio files that a folder input stands for (lower case, no dot), when
-#: soundfile can read their format here.
-AUDIO_EXTENSIONS = {
-    "wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG", "mp3": "MP3",
-    "aiff": "AIFF", "aif": "AIFF", "aifc": "AIFF", "caf": "CAF", "w64": "W64", "rf64": "RF64",
-}
 
 
 # ------------------------------------------------------------------------------ chunks
@@ -139,45 +91,6 @@ def receptive_field(model: nn.Module) -> tuple[int, int]:
     frontend, network = frontend_receptive_field(model.frontend), network_receptive_field(model.network)
     return (FALLBACK_CONTEXT_FRAMES if frontend is None else frontend,
             FALLBACK_CONTEXT_FRAMES if network is None else network)
-
-
-def _windows(total: int, chunk: int, network_context: int, frontend_context: int):
-    """``(start, stop, ws, we, hs, he)`` of each chunk: the frames ``[start, stop)`` (chunks
-    tile the recording) come out of the network run on the frames ``[ws, we)``, whose features
-    come from the front end run on the frames ``[hs, he)``.
-
-    Every window has the same length (``chunk + 2 network_context`` frames for the network, and
-    ``frontend_context`` more each side for the front end) unless the recording is shorter:
-    windows at its edges are shifted inwards instead of cut, so that every call has one shape
-    (oneDNN prepares its kernels once per shape) and every chunk is at least a receptive field
-    from the edges of its windows that are not the recording's.
-    """
-    network_window = chunk + 2 * network_context
-    frontend_window = network_window + 2 * frontend_context
-    for start in range(0, total, chunk):
-        stop = min(total, start + chunk)
-        ws = min(max(0, start - network_context), max(0, total - network_window))
-        we = min(total, ws + network_window)
-        hs = min(max(0, ws - frontend_context), max(0, total - frontend_window))
-        he = min(total, hs + frontend_window)
-        yield start, stop, ws, we, hs, he
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows, musl)."""
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (AttributeError, OSError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Hand the pages that the C heap holds free back to the system (glibc's ``malloc_trim``):
-    without it the freed activations of a chunk stay resident under the decoding that follows."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 @torch.inference_mode()
@@ -258,14 +171,14 @@ class _Chunker:
                 # kernels per shape (about 2.5 MB each), so many files grew the memory; the
                 # chunks' windows have one shape
                 peak_chunk = self.chunk
-            for start, stop, _, _, hs, he in _windows(total, peak_chunk, 0, self.frontend_context):
+            for start, stop, _, _, hs, he in windows(total, peak_chunk, 0, self.frontend_context):
                 excerpt = self._tensor([self.excerpt(source, total, hs, he)])
                 reference_power = torch.maximum(reference_power, self.frontend.peak_power(excerpt, start - hs, stop - hs)[0])
         return source, total, reference_power
 
     def windows(self, total: int):
-        """:func:`_windows` of a recording of ``total`` frames."""
-        return _windows(total, self.chunk, self.network_context, self.frontend_context)
+        """:func:`~mpe_ssl.chunks.windows` of a recording of ``total`` frames."""
+        return windows(total, self.chunk, self.network_context, self.frontend_context)
 
     def excerpt(self, source, total: int, hs: int, he: int) -> np.ndarray:
         """The audio of the frames ``[hs, he)``: ``(samples,)`` float32, ``he - hs`` frames (the
@@ -287,7 +200,7 @@ class _Chunker:
             excerpts: each window's :meth:`excerpt`, ``(samples,)``, all of one length.
             reference_power: ``(batch,)`` or a scalar (the HCQT's 0 dB of each window's recording),
                 or None (each window's own largest magnitude).
-            windows: each window's ``(start, stop, ws, we, hs, he)`` of :func:`_windows`, all with
+            windows: each window's ``(start, stop, ws, we, hs, he)`` of :func:`~mpe_ssl.chunks.windows`, all with
                 the same ``he - hs`` and ``we - ws``.
 
         Returns:
@@ -430,28 +343,6 @@ def batched_salience_chunks(model: nn.Module, recordings, batch_size: int, chunk
     yield from run(pending)
 
 
-def _decode_settings(model: nn.Module, threshold=None, silence_db=None, onset_threshold=None,
-                     min_note_ms=None) -> dict:
-    """The decode settings: those given (not None), else the model's (``model.decode``), else
-    :data:`~mpe_ssl.pretrained.DECODE_DEFAULTS`."""
-    given = {"threshold": threshold, "silence_db": silence_db, "onset_threshold": onset_threshold,
-             "min_note_ms": min_note_ms}
-    return {**DECODE_DEFAULTS, **getattr(model, "decode", {}),
-            **{key: value for key, value in given.items() if value is not None}}
-
-
-def _decoder(decode: dict, salience_png: bool) -> SalienceDecoder:
-    return SalienceDecoder(decode["threshold"], decode["onset_threshold"], decode["min_note_ms"],
-                           keep_salience=salience_png)
-
-
-def _add_gated(decoder: SalienceDecoder, reader, start: int, stop: int, piece: torch.Tensor, silence_db: float) -> None:
-    """Hand ``piece`` (the salience ``(bins, stop - start)`` of the frames ``[start, stop)``) to
-    ``decoder``, its frames quieter than ``silence_db`` in ``reader``'s audio zeroed."""
-    silent = silent_frames_in(reader, start, stop, silence_db)
-    decoder.add(piece.masked_fill(torch.from_numpy(silent)[None], 0.0), start)
-
-
 def transcribe_file(
     model: Transcriber,
     audio_path: Path,
@@ -467,7 +358,7 @@ def transcribe_file(
 
     The file is read, transcribed and decoded a chunk at a time
     (:class:`~mpe_ssl.audio.io.AudioReader`, :func:`salience_chunks`,
-    :class:`~mpe_ssl.pretrained.SalienceDecoder`): memory does not grow with its length (apart
+    :class:`~mpe_ssl.decode.SalienceDecoder`): memory does not grow with its length (apart
     from the peaks, a few numbers per frame, and, with ``salience_png``, the salience-gram).
     The files equal :func:`~mpe_ssl.pretrained.write_salience` 's of the whole salience-gram.
 
@@ -481,12 +372,9 @@ def transcribe_file(
 
     The decode settings left None are the model's (``model.decode``).
     """
-    decode = _decode_settings(model, threshold, silence_db, onset_threshold, min_note_ms)
-    decoder = _decoder(decode, salience_png)
-    with AudioReader(audio_path) as reader:
-        for start, stop, piece in salience_chunks(model, reader):
-            _add_gated(decoder, reader, start, stop, piece, decode["silence_db"])
-    return decoder.write(out_dir, audio_path.stem if name is None else name)
+    decode = decode_settings(getattr(model, "decode", None), threshold, silence_db, onset_threshold, min_note_ms)
+    return transcribe_path(audio_path, lambda reader: salience_chunks(model, reader), out_dir, decode,
+                           Path(audio_path).stem if name is None else name, salience_png)
 
 
 def transcribe_files(
@@ -524,7 +412,7 @@ def transcribe_files(
             except MpeSslError as error:
                 yield index, error
         return
-    decode = _decode_settings(model, threshold, silence_db, onset_threshold, min_note_ms)
+    decode = decode_settings(getattr(model, "decode", None), threshold, silence_db, onset_threshold, min_note_ms)
     files: dict[int, tuple[AudioReader, SalienceDecoder]] = {}  # those open
 
     def readers():
@@ -534,7 +422,7 @@ def transcribe_files(
             except MpeSslError as error:
                 yield error
                 continue
-            files[index] = reader, _decoder(decode, salience_png)
+            files[index] = reader, SalienceDecoder.of(decode, salience_png)
             yield reader
 
     finished: set[int] = set()
@@ -546,7 +434,7 @@ def transcribe_files(
                 if isinstance(piece, MpeSslError):
                     raise piece
                 reader, decoder = files[index]
-                _add_gated(decoder, reader, start, stop, piece, decode["silence_db"])
+                decoder.add_gated(reader, start, stop, piece, decode["silence_db"])
                 if stop < num_frames(reader.samples):
                     continue
                 result = decoder.write(out_dir, names[index])
@@ -582,78 +470,6 @@ def check_packaged_model() -> None:
                           "file of 'mpe-ssl export-model' or a checkpoint of 'mpe-ssl fit')")
 
 
-def audio_extensions() -> list[str]:
-    """The extensions (no dot) of :data:`AUDIO_EXTENSIONS` whose format soundfile reads here."""
-    readable = set(sf.available_formats())
-    return [ext for ext, fmt in AUDIO_EXTENSIONS.items() if fmt in readable]
-
-
-def expand_inputs(paths: list[Path]) -> list[Path]:
-    """The inputs with each folder replaced by the audio files directly inside it, sorted.
-
-    Other paths, missing ones too, stay as they are (each gets its own error when read).
-
-    Raises:
-        MpeSslError: a folder holds no audio files.
-    """
-    extensions = set(audio_extensions())
-    expanded = []
-    for path in paths:
-        if not path.is_dir():
-            expanded.append(path)
-            continue
-        found = sorted(
-            entry for entry in path.iterdir()
-            if entry.is_file() and not entry.name.startswith(".")
-            and entry.suffix[1:].lower() in extensions
-        )
-        if not found:
-            raise MpeSslError(
-                f"{path}: a folder without audio files directly inside it "
-                f"(looked for .{' .'.join(audio_extensions())})"
-            )
-        expanded.extend(found)
-    return expanded
-
-
-def output_names(paths: list[Path]) -> list[str]:
-    """The outputs' name of each input: its file name without the extension, or its full file
-    name where that is shared with another input (``clip.wav``, ``clip.flac``).
-
-    Raises:
-        MpeSslError: two inputs would still share a name (``a/clip.wav``, ``b/clip.wav``).
-    """
-    stems = [path.stem for path in paths]
-    names = [path.name if stems.count(stem) > 1 else stem for path, stem in zip(paths, stems)]
-    first: dict[str, Path] = {}
-    for path, name in zip(paths, names):
-        if name in first:
-            raise MpeSslError(
-                f"{first[name]} and {path} would both be written as {name}.multipitch.txt; "
-                "rename one or transcribe them into separate --out folders"
-            )
-        first[name] = path
-    return names
-
-
-def check_out_dir(out: Path) -> None:
-    """Create ``out`` and make sure a file can be written into it.
-
-    Raises:
-        MpeSslError: it is a file, or it cannot be created or written to.
-    """
-    if out.exists() and not out.is_dir():
-        raise MpeSslError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=".mpe-ssl-probe-", dir=out)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise MpeSslError(f"--out {out}: cannot create this folder or write into it ({reason})") from None
-
-
 def check_device(name: str) -> torch.device:
     """The device ``name`` if it parses and is available here.
 
@@ -680,77 +496,3 @@ def check_device(name: str) -> torch.device:
     return device
 
 
-def main(argv: list[str]) -> int:
-    """``mpe-ssl transcribe AUDIO... [--ckpt PATH] [--out DIR]``; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="mpe-ssl transcribe",
-        description=__doc__.splitlines()[0],
-        epilog=EPILOG.format(extensions=" ".join(f".{ext}" for ext in audio_extensions()),
-                             packaged=PACKAGED_MODEL if PACKAGED_MODEL.is_file() else "not installed here"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("audio", nargs="+", type=Path, metavar="AUDIO",
-                        help="audio files (any sample rate, any channels) or folders of them")
-    parser.add_argument("--ckpt", default=None, metavar="PATH",
-                        help="model file of 'mpe-ssl export-model' or checkpoint of 'mpe-ssl fit' "
-                             "(default: the model shipped in the package)")
-    parser.add_argument("--out", default=Path("."), type=Path, metavar="DIR",
-                        help="output folder (created if missing; default: the current folder)")
-    parser.add_argument("--threshold", type=float, default=None, metavar="T",
-                        help="salience threshold of the peak picking, in (0, 1) (default: the model's)")
-    parser.add_argument("--silence-db", type=float, default=None, metavar="DB",
-                        help="frames whose level (RMS around the frame, dBFS) is below DB get no notes "
-                             f"(default: the model's, {SILENCE_DB:g} unless exported otherwise; "
-                             "--silence-db=-inf turns this off)")
-    parser.add_argument("--onset-threshold", type=float, default=None, metavar="T",
-                        help="salience that a note must reach at least once, in (0, 1) "
-                             f"(default: the model's, {DECODE_DEFAULTS['onset_threshold']:g} unless exported otherwise)")
-    parser.add_argument("--min-note-ms", type=float, default=None, metavar="MS",
-                        help="shortest note kept, in ms, at least 0 (default: the model's, "
-                             f"{DECODE_DEFAULTS['min_note_ms']:g} unless exported otherwise, about 5 frames)")
-    parser.add_argument("--salience-png", action="store_true",
-                        help="also write NAME.salience.png: the salience-gram with the notes outlined")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="torch device of the model: cpu, cuda, cuda:1, ... (default here: %(default)s)")
-    parser.add_argument("--batch", type=int, default=1, metavar="N",
-                        help="the chunks (about 11 s each) of all the files go N at a time through the "
-                             "model, for a GPU; the outputs are those of 1 up to float rounding (default: 1, "
-                             "one file after another, a chunk at a time: for CPUs)")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                        help="what the network computes in (default: %(default)s). bfloat16: the network about "
-                             "1.7x faster on CPUs with native bf16 (AVX512-BF16 or AMX; much slower on others), "
-                             "its salience within about 0.01 of float32's, so a few notes differ; the front end "
-                             "stays float32")
-    args = parser.parse_args(argv)
-    check_decode(args.threshold, args.silence_db, args.onset_threshold, args.min_note_ms)
-    if args.batch < 1:
-        raise MpeSslError(f"--batch {args.batch}: must be at least 1 (chunks through the model at a time)")
-    if args.ckpt is None:
-        check_packaged_model()
-    device = check_device(args.device)
-    inputs = expand_inputs(args.audio)
-    names = output_names(inputs)
-    check_out_dir(args.out)
-    model = load_system(args.ckpt, map_location=device)
-    model.network_dtype = getattr(torch, args.precision)  # torch.float32 or torch.bfloat16
-    from tqdm import tqdm
-
-    # what is loaded by now (torch, the model: ~10^5 objects) lives until the process ends: out
-    # of the cyclic GC's sight, its passes during the run and at exit skip it (about 0.25 s of a
-    # 2.6 s transcription of 300 s; docs/model.md)
-    gc.freeze()
-
-    failures = 0
-    # tqdm.write prints above the bar (which is only drawn when stderr is a terminal)
-    with tqdm(total=len(inputs), desc="transcribe", unit="file", file=sys.stderr, disable=None,
-              dynamic_ncols=True) as bar:
-        for index, result in transcribe_files(model, inputs, args.out, names, args.batch, args.threshold,
-                                              args.silence_db, args.onset_threshold, args.min_note_ms,
-                                              args.salience_png):
-            if isinstance(result, MpeSslError):
-                failures += 1
-                tqdm.write(f"error: {result}", file=sys.stderr)
-            else:
-                tqdm.write(f"{inputs[index]} -> {', '.join(str(p) for p in result)}", file=sys.stdout)
-            bar.update()
-    return 1 if failures else 0

@@ -9,16 +9,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mpe_ssl"
 
 #: the floors, lowest first; a module may import its own floor and the ones below
 LAYERS = [
-    ("errors", "grid", "atomic", "distributed", "configs", "runs"),
+    ("errors", "grid", "atomic", "distributed", "configs", "runs", "weights", "chunks"),
     ("batch", "formats", "notes"),
     ("audio",),
+    ("decode", "onnx_model"),  # transcription without torch: salience -> files, the ONNX Runtime engine
     ("data",),
     ("transforms", "models"),
     ("losses", "metrics"),
     ("systems",),
     ("pretrained",),  # the packaged model; imports the systems only to export a checkpoint
     ("callbacks",),
-    ("transcribe", "separate", "pseudo_label"),
+    ("transcribe", "transcribe_cli", "onnx_export", "separate", "pseudo_label"),
     ("cli", "demo"),
     ("__main__",),
 ]

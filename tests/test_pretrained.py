@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 
 import mpe_ssl.transcribe
+import mpe_ssl.weights
 from mpe_ssl.audio.hcqt import HCQT
 from mpe_ssl.cli import main
 from mpe_ssl.errors import MpeSslError
@@ -157,9 +158,12 @@ def test_a_bad_model_file_is_a_one_line_error_naming_it(kind, exported, tiny_che
 def test_without_ckpt_the_packaged_model_is_used_or_its_absence_said(exported, tmp_path, monkeypatch, capsys):
     sf.write(tmp_path / "a.wav", tone([220.0], 0.5), SAMPLE_RATE)
     monkeypatch.setattr(mpe_ssl.transcribe, "PACKAGED_MODEL", tmp_path / "weights" / "transcriber.pt")
-    assert main(["transcribe", str(tmp_path / "a.wav"), "--out", str(tmp_path / "out")]) == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1 and "transcriber.pt" in errors[0] and "--ckpt" in errors[0]
+    monkeypatch.setattr(mpe_ssl.weights, "TRANSCRIBER_ONNX", tmp_path / "weights" / "transcriber-onnx")
+    for engine in ("auto", "torch", "onnx"):  # auto: no ONNX model -> torch, whose file is missing too
+        assert main(["transcribe", str(tmp_path / "a.wav"), "--out", str(tmp_path / "out"), "--engine", engine]) == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        missing = "transcriber-onnx" if engine == "onnx" else "transcriber.pt"
+        assert len(errors) == 1 and missing in errors[0] and "--ckpt" in errors[0]
     monkeypatch.setattr(mpe_ssl.transcribe, "PACKAGED_MODEL", exported["float16"])
     monkeypatch.chdir(tmp_path)  # --out defaults to the current folder
     assert main(["transcribe", "a.wav"]) == 0

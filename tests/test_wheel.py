@@ -15,7 +15,9 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = ("mpe_ssl/configs/demo.yaml", "mpe_ssl/configs/ssmpe.yaml")
+SHIPPED = ("mpe_ssl/configs/demo.yaml", "mpe_ssl/configs/ssmpe.yaml", "mpe_ssl/weights/transcriber.pt",
+           "mpe_ssl/weights/transcriber-onnx/model.json", "mpe_ssl/weights/transcriber-onnx/network.onnx",
+           "mpe_ssl/weights/transcriber-onnx/frontend.onnx", "mpe_ssl/weights/transcriber-onnx/peak.onnx")
 
 
 def _run(command: list, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,8 +61,8 @@ def _fresh_env(tmp_path: Path, wheel: Path) -> Path:
 def test_wheel_installs_and_runs_the_shipped_configs(tmp_path, rendered_root):
     wheel = _build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
-    for config in SHIPPED:
-        assert config in names, f"{config} is missing from {wheel.name}"
+    for shipped in SHIPPED:
+        assert shipped in names, f"{shipped} is missing from {wheel.name}"
 
     env = _fresh_env(tmp_path, wheel)
     work = tmp_path / "work"  # an empty folder, not the repository
@@ -104,3 +106,8 @@ def test_wheel_installs_and_runs_the_shipped_configs(tmp_path, rendered_root):
     tested = _run([cli, "test", *configs, "--ckpt_path", best], cwd=work)
     logged = "".join(path.read_text() for path in (run / "csv").glob("version_*/metrics.csv"))
     assert "test/f1" in tested.stdout or "test/f1" in logged
+
+    # the shipped model from the wheel, without --ckpt: ONNX Runtime on this CPU
+    mix = sorted(rendered_root.glob("test/*/mix.wav"))[0]
+    _run([cli, "transcribe", mix, "--out", work / "transcribed"], cwd=work)
+    assert (work / "transcribed" / "mix.notes.csv").read_text().count("\n") > 1

@@ -8,7 +8,6 @@ before that scaling, tells such frames apart.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from mpe_ssl.grid import HOP_LENGTH, num_frames
 
@@ -67,8 +66,10 @@ def _silent(audio: np.ndarray, offset: int, total: int, first: int, stop: int, t
     return power < threshold
 
 
-def gate_silence(salience: torch.Tensor, audio: np.ndarray, threshold_db: float) -> torch.Tensor:
-    """``salience (bins, frames)`` with the frames that :func:`silent_frames` finds in ``audio``
-    ``(samples,)`` set to 0 (a new tensor)."""
+def gate_silence(salience, audio: np.ndarray, threshold_db: float):
+    """``salience (bins, frames)`` (a torch tensor) with the frames that :func:`silent_frames`
+    finds in ``audio`` ``(samples,)`` set to 0 (a new tensor)."""
+    import torch  # here: this module serves the ONNX Runtime transcription, which has no torch
+
     silent = torch.from_numpy(silent_frames(audio, threshold_db))[: salience.shape[-1]]
     return salience.masked_fill(silent.to(salience.device)[None], 0.0)
