@@ -8,6 +8,11 @@ For test pieces of the piano task (first 30 s), fits the AE of a method of
 - ``plain``: the same network as a plain autoencoder (every unit allowed: L all ones), its
   generalised KL per frame and the share of output bins that are zero on every frame;
 - ``softplus``: the separation with a softplus output layer instead of the ReLU;
+- ``labels``: no audio model, the reference of the others: each source's share of a frame in
+  proportion to the units its notes may use there (a mask constant over frequency), and the
+  divergence of the mean spectrum (times each frame's gain) from ``V``;
+- ``method``: a method of ``separation_experiments.py`` as ``mpe-ssl separate`` runs it
+  (``--concat K``: K pieces end to end, as long as the paper's recordings);
 - ``nmf_start``: the AE started from score-informed NMF (P = 2 units per class as NMF's, a
   linear non-negative synthesis layer holding NMF's templates W, the analysis network first
   regressed on NMF's activations H), NSDR before and after the usual dropout/penalty fit.
@@ -28,6 +33,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.nn.utils.parametrize  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).parent))
 import separation_experiments as experiments  # noqa: E402
@@ -49,6 +55,34 @@ class SoftplusOutput(StructuredAutoencoder):
         self.synthesis[-1] = torch.nn.Softplus()
 
 
+#: nmf_start: keep the synthesis layer (NMF's W) fixed during the fit (--freeze-synthesis)
+FREEZE_SYNTHESIS = False
+
+
+class _Exp(torch.nn.Module):
+    """A weight as ``exp(θ)``: non-negative, and Adam's steps on θ change it by a factor (about
+    ``e^±lr``) rather than by ``±lr``, whatever its scale."""
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta.exp()
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight.clamp_min(1e-12).log()
+
+
+class ExpSynthesis(StructuredAutoencoder):
+    """The structured autoencoder with ``f``'s weight matrices parametrised as ``exp(θ)`` instead
+    of clipped to >= 0 after each step (``nonnegative_synthesis`` is taken as asked for)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs["nonnegative_synthesis"] = True  # its non-negative init
+        super().__init__(*args, **kwargs)
+        self.nonnegative_synthesis = False  # no clipping: exp(θ) is >= 0
+        for layer in self.synthesis:
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.utils.parametrize.register_parametrization(layer, "weight", _Exp())
+
+
 def nsdr(piece: dict, sources: np.ndarray) -> float:
     return float(np.nanmean(bss_eval(piece["references"], sources, piece["sr"], mixture=piece["mix"])["nsdr"]))
 
@@ -62,11 +96,14 @@ def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, se
                             seed=settings.seed)
     W, H = score_informed_nmf(V, L, W0, settings.nmf_iterations, seed=settings.seed)
     H = H / V.mean()  # the AE models V / mean(V)
-    network = StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
-                                    context=settings.context, nonnegative_synthesis=True,
-                                    input_compression=settings.input_compression)
+    network = separate.StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
+                                             context=settings.context, nonnegative_synthesis=True,
+                                             input_compression=settings.input_compression)
     with torch.no_grad():
-        network.synthesis[0].weight.copy_(W)
+        if torch.nn.utils.parametrize.is_parametrized(network.synthesis[0], "weight"):
+            network.synthesis[0].weight = W  # through the parametrisation
+        else:
+            network.synthesis[0].weight.copy_(W)
         network.synthesis[0].bias.zero_()
     optimizer = torch.optim.Adam(network.analysis.parameters(), lr=1e-3)
     Vn = V / V.mean()
@@ -78,19 +115,49 @@ def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, se
     return network
 
 
+def concatenated(pieces: list[dict]) -> dict:
+    """One piece made of ``pieces`` end to end: mixtures, references and notes (shifted)."""
+    from dataclasses import replace
+
+    notes, offset = [], 0.0
+    for piece in pieces:
+        notes += [replace(n, onset=n.onset + offset, offset=n.offset + offset) for n in piece["notes"]]
+        offset += len(piece["mix"]) / piece["sr"]
+    return {**pieces[0], "id": "+".join(p["id"] for p in pieces), "mix": np.concatenate([p["mix"] for p in pieces]),
+            "references": np.concatenate([p["references"] for p in pieces], axis=1), "notes": notes}
+
+
 def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> dict:
     notes = piece["notes"]
     groups = experiments.piece_groups(piece, notes)
+    if mode == "method":  # the method as `mpe-ssl separate` runs it
+        import time
+
+        started = time.perf_counter()
+        estimates = separate.separate_sources(piece["mix"], notes, groups, settings)
+        return {"seconds": len(piece["mix"]) / piece["sr"], "nsdr": nsdr(piece, estimates),
+                "fit_s": time.perf_counter() - started}
     if mode == "softplus":
         separate.StructuredAutoencoder = SoftplusOutput
         return {"nsdr": nsdr(piece, separate.separate_sources(piece["mix"], notes, groups, settings)),
                 "final_loss": settings.report["final_loss"]}
     stft, mixture, V, layout, L, per_source = separate.score_setup(piece["mix"], notes, groups, settings)
+    if mode == "labels":  # no audio model: each source's share of a frame = its units allowed there
+        estimates = per_source.sum(dim=1, keepdim=True) * V.mean(dim=-1, keepdim=True)[None]
+        Vn = V / V.mean()
+        constant = Vn.mean(dim=-1, keepdim=True).expand_as(Vn)[None]
+        gain = Vn.sum(dim=0) / constant[0].sum(dim=0)
+        return {"nsdr": nsdr(piece, separate.masked_sources(mixture, estimates, stft, settings.mask_power).numpy()),
+                "divergence_mean_spectrum": float(generalized_kl(Vn[None], constant)),
+                "divergence_mean_spectrum_frame_gain": float(generalized_kl(Vn[None], constant * gain))}
     if mode == "plain":
         L = torch.ones_like(L)
     start = None
     if mode == "nmf_start":
         network = nmf_started_network(V, L, layout, settings, stft)
+        if FREEZE_SYNTHESIS:  # only the analysis network trains: NMF's templates W stay as they are
+            for parameter in network.synthesis.parameters():
+                parameter.requires_grad_(False)
         with torch.no_grad():
             r = network.encode((V / V.mean())[None])
             started = torch.cat([network.decode(r * s) for s in per_source])
@@ -119,25 +186,45 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start"))
+    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start", "method", "labels"))
     parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
-    parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m.startswith("ae")])
+    parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m != "ae_pretrained"])
+    parser.add_argument("--excerpt", type=float, default=30.0, help="seconds of each piece (the protocol's 30)")
+    parser.add_argument("--concat", type=int, default=1,
+                        help="pieces end to end per fitted piece (the paper's recordings are 30-300 s long)")
     parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields")
     parser.add_argument("--eps", type=float, default=None,
                         help="the ε of the generalised KL that the AE is trained on (default: the library's, 1e-8)")
     parser.add_argument("--raw", action="store_true",
                         help="train on the raw |STFT| (as the paper) instead of V divided by its mean")
+    parser.add_argument("--lbfgs", type=int, default=0, metavar="N",
+                        help="train with full-batch L-BFGS (strong Wolfe line search, N iterations per step, "
+                             "lr 1) instead of Adam: a quasi-Newton method for the deterministic full-batch objective")
+    parser.add_argument("--exp-synthesis", action="store_true",
+                        help="f's weights as exp(θ) (non-negative, multiplicative Adam steps) instead of clipped")
+    parser.add_argument("--freeze-synthesis", action="store_true",
+                        help="nmf_start: fit the analysis network only, NMF's templates fixed")
     args = parser.parse_args()
+    global FREEZE_SYNTHESIS
+    FREEZE_SYNTHESIS = args.freeze_synthesis
+    if args.exp_synthesis:
+        separate.StructuredAutoencoder = ExpSynthesis
+    if args.lbfgs:
+        lbfgs = functools.partial(torch.optim.LBFGS, max_iter=args.lbfgs, history_size=20,
+                                  line_search_fn="strong_wolfe")
+        separate.ScoreInformedAE = functools.partial(separate.ScoreInformedAE, optimizer=lbfgs)
     if args.raw:
         separate.ScoreInformedAE = functools.partial(score_informed.ScoreInformedAE, normalize=False)
     if args.eps is not None:  # V is normalised to mean 1: ε = 1e-8 makes -V/(V̂+ε) huge where V̂ is near 0
         score_informed.generalized_kl = functools.partial(generalized_kl, eps=args.eps)
     torch.set_num_threads(1)
-    pieces = experiments.load_pieces("piano", "test", 8, 30.0)
+    pieces = experiments.load_pieces("piano", "test", 8, args.excerpt)
+    if args.concat > 1:
+        pieces = [concatenated(pieces[i : i + args.concat]) for i in range(0, len(pieces) - args.concat + 1, args.concat)]
     for index in args.pieces:
         settings = separate.SeparationSettings(**{**experiments.METHODS[args.method], **json.loads(args.overrides)})
-        print(json.dumps({"piece": pieces[index]["id"], "mode": args.mode, **diagnose(args.mode, pieces[index], settings)}),
-              flush=True)
+        print(json.dumps({"piece": pieces[index]["id"], "mode": args.mode, "method": args.method,
+                          **diagnose(args.mode, pieces[index], settings)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -195,7 +195,14 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def speed(args) -> None:
-    """Penalty objective per step: structured dropout first, vs the activity penalty alone."""
+    """Penalty objective per step: structured dropout first, vs the activity penalty alone, at
+    each λ of ``--speed-lambdas`` (``speed.json``/``.png`` for λ = 1, else ``speed_lambda<λ>``)."""
+    for weight in args.speed_lambdas:
+        speed_at(args, weight)
+
+
+def speed_at(args, weight: float) -> None:
+    """:func:`speed` at the activity weight λ = ``weight``."""
     from lightning.pytorch import Callback
 
     import mpe_ssl.separate as separate
@@ -215,31 +222,41 @@ def speed(args) -> None:
 
     for name, fraction, steps in (("dropout_first", 0.5, args.speed_steps), ("penalty_only", 0.0, args.speed_steps * args.speed_factor)):
         curve: list[float] = []
-        settings = replace(separate.SeparationSettings(), iterations=steps, dropout_fraction=fraction)
+        settings = replace(separate.SeparationSettings(), iterations=steps, dropout_fraction=fraction,
+                           activity_weight=weight)
         started = time.perf_counter()
         separate.fit_autoencoder(V, L, settings, callbacks=[Record(curve)], track_objective=True)
         curves[name] = {"objective": curve, "seconds": time.perf_counter() - started}
-        print(f"{name}: {steps} steps, final objective {curve[-1]:.4f}, {curves[name]['seconds']:.0f} s", flush=True)
+        print(f"λ {weight:g}, {name}: {steps} steps, final objective {curve[-1]:.4f}, "
+              f"{curves[name]['seconds']:.0f} s", flush=True)
     target = curves["dropout_first"]["objective"][-1]
     reach = {name: next((i + 1 for i, v in enumerate(c["objective"]) if v <= target), None) for name, c in curves.items()}
-    result = {"piece": piece["id"], "target": target, "steps_to_target": reach,
+    result = {"piece": piece["id"], "activity_weight": weight, "target": target, "steps_to_target": reach,
               "curves": {k: v["objective"] for k, v in curves.items()}}
     out = Path(args.out)
-    (out / "speed.json").write_text(json.dumps(result))
-    print(json.dumps({"target": target, "steps_to_target": reach}))
+    stem = "speed" if weight == 1.0 else f"speed_lambda{weight:g}"
+    (out / f"{stem}.json").write_text(json.dumps(result))
+    print(json.dumps({"activity_weight": weight, "target": target, "steps_to_target": reach}))
+    plot_speed(result, out / f"{stem}.png")
+
+
+def plot_speed(result: dict, path: Path) -> None:
+    """The objective curves of a speed.json (``--plot-speed`` redraws saved ones)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, c in curves.items():
-        ax.semilogy(np.arange(1, len(c["objective"]) + 1), c["objective"], label=name)
-    ax.axhline(target, color="grey", ls=":", label="dropout-first final")
-    ax.set(xlabel="step", ylabel="objective (2): KL + λ·activity outside L", title=f"{piece['id']} (piano)")
+    for name, curve in result["curves"].items():
+        ax.semilogy(np.arange(1, len(curve) + 1), curve, label=name)
+    ax.axhline(result["target"], color="grey", ls=":", label="dropout-first final")
+    weight = result.get("activity_weight", 1.0)
+    ax.set(xlabel="step", ylabel="objective (2): KL + λ·activity outside L",
+           title=f"{result['piece']} (piano), λ = {weight:g}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "speed.png", dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 def main() -> None:
@@ -259,7 +276,13 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--speed-steps", type=int, default=400)
     parser.add_argument("--speed-factor", type=int, default=5, help="penalty-only runs this many times longer")
+    parser.add_argument("--speed-lambdas", nargs="+", type=float, default=[1.0], help="activity weights λ to compare at")
+    parser.add_argument("--plot-speed", nargs="+", default=None, metavar="JSON", help="redraw saved speed JSONs")
     args = parser.parse_args()
+    if args.plot_speed:
+        for path in map(Path, args.plot_speed):
+            plot_speed(json.loads(path.read_text()), path.with_suffix(".png"))
+        return
     if args.speed:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         speed(args)
