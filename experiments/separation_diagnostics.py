@@ -59,6 +59,24 @@ class SoftplusOutput(StructuredAutoencoder):
 FREEZE_SYNTHESIS = False
 
 
+class BinGain(StructuredAutoencoder):
+    """The structured autoencoder whose output is multiplied by a fixed per-bin gain: each bin's
+    mean magnitude over the piece (:data:`BIN_GAIN`, set from ``V`` before the fit), so that
+    ``f`` models each bin relative to its own level (V's bins span about three orders of
+    magnitude, which Adam's fixed-size steps reach slowly)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("bin_gain", BIN_GAIN.clone())
+
+    def decode(self, representation: torch.Tensor) -> torch.Tensor:
+        return super().decode(representation) * self.bin_gain[None, :, None]
+
+
+#: BinGain's gain for the piece being fitted: (bins,)
+BIN_GAIN = torch.ones(1)
+
+
 class _Exp(torch.nn.Module):
     """A weight as ``exp(θ)``: non-negative, and Adam's steps on θ change it by a factor (about
     ``e^±lr``) rather than by ``±lr``, whatever its scale."""
@@ -142,6 +160,8 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
         return {"nsdr": nsdr(piece, separate.separate_sources(piece["mix"], notes, groups, settings)),
                 "final_loss": settings.report["final_loss"]}
     stft, mixture, V, layout, L, per_source = separate.score_setup(piece["mix"], notes, groups, settings)
+    global BIN_GAIN
+    BIN_GAIN = (V / V.mean()).mean(dim=-1).clamp_min(1e-3)  # for --bin-gain
     if mode == "labels":  # no audio model: each source's share of a frame = its units allowed there
         estimates = per_source.sum(dim=1, keepdim=True) * V.mean(dim=-1, keepdim=True)[None]
         Vn = V / V.mean()
@@ -204,7 +224,11 @@ def main() -> None:
                         help="f's weights as exp(θ) (non-negative, multiplicative Adam steps) instead of clipped")
     parser.add_argument("--freeze-synthesis", action="store_true",
                         help="nmf_start: fit the analysis network only, NMF's templates fixed")
+    parser.add_argument("--bin-gain", action="store_true",
+                        help="f's output times each bin's mean magnitude (f models each bin relative to its level)")
     args = parser.parse_args()
+    if args.bin_gain:
+        separate.StructuredAutoencoder = BinGain
     global FREEZE_SYNTHESIS
     FREEZE_SYNTHESIS = args.freeze_synthesis
     if args.exp_synthesis:
