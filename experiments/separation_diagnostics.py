@@ -11,6 +11,8 @@ For test pieces of the piano task (first 30 s), fits the AE of a method of
 - ``labels``: no audio model, the reference of the others: each source's share of a frame in
   proportion to the units its notes may use there (a mask constant over frequency), and the
   divergence of the mean spectrum (times each frame's gain) from ``V``;
+- ``units``: whether the fitted units are pitch-specific (:func:`unit_specificity`), against
+  score-informed NMF's activations;
 - ``method``: a method of ``separation_experiments.py`` as ``mpe-ssl separate`` runs it
   (``--concat K``: K pieces end to end, as long as the paper's recordings);
 - ``nmf_start``: the AE started from score-informed NMF (P = 2 units per class as NMF's, a
@@ -71,6 +73,15 @@ class BinGain(StructuredAutoencoder):
 
     def decode(self, representation: torch.Tensor) -> torch.Tensor:
         return super().decode(representation) * self.bin_gain[None, :, None]
+
+
+class SoftplusRepresentation(StructuredAutoencoder):
+    """The structured autoencoder with a softplus representation instead of the ReLU: no unit
+    can die (a ReLU unit whose input is negative on every frame gets no gradient again)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.analysis[-1] = torch.nn.Softplus()
 
 
 #: BinGain's gain for the piece being fitted: (bins,)
@@ -145,6 +156,56 @@ def concatenated(pieces: list[dict]) -> dict:
             "references": np.concatenate([p["references"] for p in pieces], axis=1), "notes": notes}
 
 
+def _class_activity(per_unit: torch.Tensor, layout: UnitLayout) -> torch.Tensor:
+    """``(classes, frames)``: the sum of each class's ``P`` units of ``(units, frames)``."""
+    P, classes = layout.units_per_class, len(layout.classes)
+    return per_unit[: classes * P].reshape(classes, P, -1).sum(dim=1)
+
+
+def _specificity(activity: torch.Tensor, present: torch.Tensor, allowed: torch.Tensor) -> float:
+    """Mean over classes of: the Pearson correlation of the class's activity with its own exact
+    presence, minus the mean correlation with the presence of the other classes, over the frames
+    where the class may be active (its weak label); 0 for units that only track loudness."""
+    scores = []
+    for k in range(activity.shape[0]):
+        frames = allowed[k] > 0
+        if frames.sum() < 10 or present[k, frames].std() == 0:
+            continue
+        x = activity[k, frames]
+        if x.std() == 0:
+            scores.append(0.0)
+            continue
+        corr = [float(torch.corrcoef(torch.stack([x, present[j, frames]]))[0, 1])
+                for j in range(present.shape[0]) if present[j, frames].std() > 0]
+        own = float(torch.corrcoef(torch.stack([x, present[k, frames]]))[0, 1])
+        others = [c for j, c in zip([j for j in range(present.shape[0]) if present[j, frames].std() > 0], corr) if j != k]
+        scores.append(own - (float(np.mean(others)) if others else 0.0))
+    return float(np.mean(scores))
+
+
+def unit_specificity(system, V, L, layout, notes, stft, settings) -> dict:
+    """:func:`_specificity` of the fitted AE's representation and, for reference, of
+    score-informed NMF's activations (P = 2) on the same piece."""
+    from mpe_ssl.data.score import weak_labels
+
+    hop = stft.hop_length / stft.sample_rate
+    with torch.no_grad():
+        representation = system.network.encode(system.spectrogram({"features": V.unsqueeze(0)}))[0] * L
+    exact = _class_activity(weak_labels(notes, layout, V.shape[-1], hop, 0.0, free=False), layout).clamp_max(1.0)
+    allowed = _class_activity(L, layout).clamp_max(1.0)
+    result = {"ae_specificity": _specificity(_class_activity(representation, layout), exact, allowed),
+              "ae_units_ever_active": float((representation.amax(dim=-1) > 0).float().mean())}
+    nmf_layout = UnitLayout.from_notes(notes, units_per_class=settings.nmf_units_per_class, free_units=0)
+    nmf_L = weak_labels(notes, nmf_layout, V.shape[-1], hop, settings.tolerance)
+    W0 = harmonic_templates(nmf_layout.unit_pitches(), nmf_layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
+                            seed=settings.seed)
+    _, H = score_informed_nmf(V, nmf_L, W0, settings.nmf_iterations, seed=settings.seed)
+    nmf_exact = _class_activity(weak_labels(notes, nmf_layout, V.shape[-1], hop, 0.0, free=False), nmf_layout)
+    result["nmf_specificity"] = _specificity(_class_activity(H, nmf_layout), nmf_exact.clamp_max(1.0),
+                                             _class_activity(nmf_L, nmf_layout).clamp_max(1.0))
+    return result
+
+
 def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> dict:
     notes = piece["notes"]
     groups = experiments.piece_groups(piece, notes)
@@ -170,6 +231,8 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
         return {"nsdr": nsdr(piece, separate.masked_sources(mixture, estimates, stft, settings.mask_power).numpy()),
                 "divergence_mean_spectrum": float(generalized_kl(Vn[None], constant)),
                 "divergence_mean_spectrum_frame_gain": float(generalized_kl(Vn[None], constant * gain))}
+    if mode == "units":  # are the fitted units pitch-specific? (each class against the exact score)
+        return unit_specificity(separate.fit_autoencoder(V, L, settings), V, L, layout, notes, stft, settings)
     if mode == "plain":
         L = torch.ones_like(L)
     start = None
@@ -206,7 +269,7 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start", "method", "labels"))
+    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start", "method", "labels", "units"))
     parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
     parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m != "ae_pretrained"])
     parser.add_argument("--excerpt", type=float, default=30.0, help="seconds of each piece (the protocol's 30)")
@@ -226,7 +289,11 @@ def main() -> None:
                         help="nmf_start: fit the analysis network only, NMF's templates fixed")
     parser.add_argument("--bin-gain", action="store_true",
                         help="f's output times each bin's mean magnitude (f models each bin relative to its level)")
+    parser.add_argument("--softplus-representation", action="store_true",
+                        help="a softplus representation instead of the ReLU (no dead units)")
     args = parser.parse_args()
+    if args.softplus_representation:
+        separate.StructuredAutoencoder = SoftplusRepresentation
     if args.bin_gain:
         separate.StructuredAutoencoder = BinGain
     global FREEZE_SYNTHESIS
