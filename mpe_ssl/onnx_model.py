@@ -54,6 +54,8 @@ FORMAT_VERSION = 1
 GRAPHS = ("peak", "frontend", "network")
 #: the description of a model in its folder
 SPEC_FILE = "model.json"
+#: what a reader needs from it
+SPEC_KEYS = ("version", "sample_rate", "hop_length", "chunk_frames", "network_context", "frontend_context", "decode")
 
 
 def is_onnx_model(path: str | os.PathLike) -> bool:
@@ -98,6 +100,9 @@ def read_spec(folder: str | os.PathLike) -> dict:
         raise MpeSslError(f"{path}: cannot read the model's description ({error})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise MpeSslError(f"{path}: not the description of an mpe-ssl ONNX model")
+    missing_keys = [key for key in SPEC_KEYS if key not in spec]
+    if missing_keys:
+        raise MpeSslError(f"{path}: the key {missing_keys[0]!r} is missing")
     if not isinstance(spec.get("version"), int) or spec["version"] > FORMAT_VERSION:
         raise MpeSslError(f"{path}: format version {spec.get('version')!r}, newer than this mpe-ssl reads "
                           f"({FORMAT_VERSION}); upgrade mpe-ssl")

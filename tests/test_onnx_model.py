@@ -168,7 +168,7 @@ def test_options_an_engine_cannot_run_are_one_line_errors(options, named, tmp_pa
 
 
 @pytest.mark.parametrize("damage, named", [("version", "newer"), ("graph", "network.onnx"), ("json", "model.json"),
-                                           ("bytes", "graphs")])
+                                           ("bytes", "graphs"), ("key", "chunk_frames")])
 def test_a_damaged_model_folder_is_a_one_line_error(damage, named, tmp_path, capsys):
     folder = tmp_path / "model"
     shutil.copytree(weights.TRANSCRIBER_ONNX, folder)
@@ -179,6 +179,8 @@ def test_a_damaged_model_folder_is_a_one_line_error(damage, named, tmp_path, cap
         (folder / "network.onnx").unlink()
     elif damage == "json":
         (folder / SPEC_FILE).write_text("{not json")
+    elif damage == "key":
+        (folder / SPEC_FILE).write_text(json.dumps({k: v for k, v in spec.items() if k != "chunk_frames"}))
     else:
         (folder / "peak.onnx").write_bytes(b"not a graph" * 100)
     sf.write(tmp_path / "a.wav", tone([220.0], 0.5), 22050)
