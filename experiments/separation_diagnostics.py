@@ -15,6 +15,9 @@ For test pieces of the piano task (first 30 s), fits the AE of a method of
   score-informed NMF's activations;
 - ``method``: a method of ``separation_experiments.py`` as ``mpe-ssl separate`` runs it
   (``--concat K``: K pieces end to end, as long as the paper's recordings);
+- ``template_start``: a harmonic prior in ``f``: a single linear non-negative synthesis layer
+  started from NMF's initial harmonic templates ``W0``, ``h`` from scratch; unit specificity,
+  divergence and NSDR after the usual fit;
 - ``nmf_start``: the AE started from score-informed NMF (P = 2 units per class as NMF's, a
   linear non-negative synthesis layer holding NMF's templates W, the analysis network first
   regressed on NMF's activations H), NSDR before and after the usual dropout/penalty fit.
@@ -57,8 +60,10 @@ class SoftplusOutput(StructuredAutoencoder):
         self.synthesis[-1] = torch.nn.Softplus()
 
 
-#: nmf_start: keep the synthesis layer (NMF's W) fixed during the fit (--freeze-synthesis)
+#: nmf_start, template_start: keep the synthesis layer fixed during the fit (--freeze-synthesis)
 FREEZE_SYNTHESIS = False
+#: template_start: train the templates only where W0 is non-zero (--template-support)
+TEMPLATE_SUPPORT = False
 
 
 class BinGain(StructuredAutoencoder):
@@ -236,6 +241,32 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
     if mode == "plain":
         L = torch.ones_like(L)
     start = None
+    if mode == "template_start":  # f = NMF's initial harmonic templates W0 (linear, non-negative), h from scratch
+        torch.manual_seed(settings.seed)
+        W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
+                                seed=settings.seed)
+        network = separate.StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
+                                                 context=settings.context, nonnegative_synthesis=True,
+                                                 input_compression=settings.input_compression)
+        with torch.no_grad():
+            network.synthesis[0].weight.copy_(W0 / W0.sum(dim=0, keepdim=True).clamp_min(1e-8) * V.shape[0] / 10)
+            network.synthesis[0].bias.zero_()
+        if FREEZE_SYNTHESIS:
+            for parameter in network.synthesis.parameters():
+                parameter.requires_grad_(False)
+        if TEMPLATE_SUPPORT:  # W stays zero where W0 is (between partials), as under NMF's multiplicative updates
+            support = (W0 > 0).to(W0.dtype)
+            network.synthesis[0].weight.register_hook(lambda grad: grad * support)
+        start = SimpleNamespace(network=network)
+        system = separate.fit_autoencoder(V, L, settings, start)
+        result = unit_specificity(system, V, L, layout, notes, stft, settings)
+        with torch.no_grad():
+            representation = system.network.encode(system.spectrogram({"features": V.unsqueeze(0)}))
+            masked = torch.cat([system.network.decode(representation * s) for s in per_source])
+            result["divergence_per_frame"] = float(generalized_kl(system.spectrogram({"features": V.unsqueeze(0)}),
+                                                                  system.network.decode(representation * L)))
+        result["nsdr_masked"] = nsdr(piece, separate.masked_sources(mixture, masked, stft, settings.mask_power).numpy())
+        return result
     if mode == "nmf_start":
         network = nmf_started_network(V, L, layout, settings, stft)
         if FREEZE_SYNTHESIS:  # only the analysis network trains: NMF's templates W stay as they are
@@ -269,7 +300,8 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start", "method", "labels", "units"))
+    parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start", "method", "labels", "units",
+                                         "template_start"))
     parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
     parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m != "ae_pretrained"])
     parser.add_argument("--excerpt", type=float, default=30.0, help="seconds of each piece (the protocol's 30)")
@@ -285,6 +317,8 @@ def main() -> None:
                              "lr 1) instead of Adam: a quasi-Newton method for the deterministic full-batch objective")
     parser.add_argument("--exp-synthesis", action="store_true",
                         help="f's weights as exp(θ) (non-negative, multiplicative Adam steps) instead of clipped")
+    parser.add_argument("--template-support", action="store_true",
+                        help="template_start: the templates change only where W0 is non-zero (its partials)")
     parser.add_argument("--freeze-synthesis", action="store_true",
                         help="nmf_start: fit the analysis network only, NMF's templates fixed")
     parser.add_argument("--bin-gain", action="store_true",
@@ -296,8 +330,8 @@ def main() -> None:
         separate.StructuredAutoencoder = SoftplusRepresentation
     if args.bin_gain:
         separate.StructuredAutoencoder = BinGain
-    global FREEZE_SYNTHESIS
-    FREEZE_SYNTHESIS = args.freeze_synthesis
+    global FREEZE_SYNTHESIS, TEMPLATE_SUPPORT
+    FREEZE_SYNTHESIS, TEMPLATE_SUPPORT = args.freeze_synthesis, args.template_support
     if args.exp_synthesis:
         separate.StructuredAutoencoder = ExpSynthesis
     if args.lbfgs:
