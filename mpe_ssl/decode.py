@@ -128,3 +128,14 @@ def transcribe_path(audio_path: str | os.PathLike, salience_chunks, out_dir: str
         for start, stop, piece in salience_chunks(reader):
             decoder.add_gated(reader, start, stop, piece, decode["silence_db"])
     return decoder.write(out_dir, name)
+
+
+def transcribe_paths(paths: list[Path], salience_chunks, out_dir: str | os.PathLike, decode: Mapping,
+                     names: list[str], salience_png: bool = False):
+    """:func:`transcribe_path` of each file in turn: yields ``(index, paths written)``, or
+    ``(index, MpeSslError)`` for a file that could not be transcribed (the others go on)."""
+    for index, path in enumerate(paths):
+        try:
+            yield index, transcribe_path(path, salience_chunks, out_dir, decode, names[index], salience_png)
+        except MpeSslError as error:
+            yield index, error

@@ -119,14 +119,15 @@ def export_onnx(model: Transcriber, out: str | os.PathLike, *, source: Path | No
     frontend_context, network_context = receptive_field(model)
     network_frames = chunk_frames + 2 * network_context
     window_frames = network_frames + 2 * frontend_context
-    samples = window_frames * model.frontend.hop_length - 1
-    audio = torch.from_numpy(test_window(samples))[None]
     hop = model.frontend.hop_length
+    samples = window_frames * hop - 1
+    audio = torch.from_numpy(test_window(samples))[None]
     # a recording that begins and ends inside the window: zero padding on both sides
     recording = torch.zeros_like(audio)
     recording[0, frontend_context * hop : samples - 3 * hop - 17] = 1.0
     audio *= recording
-    reference = model.frontend.frame_peak_power(audio, recording).amax(dim=1)
+    power = model.frontend.frame_peak_power(audio, recording)  # (1, frames)
+    reference = power.amax(dim=1)
     features = model.frontend(audio, reference, recording)[..., frontend_context : frontend_context + network_frames]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,7 @@ def export_onnx(model: Transcriber, out: str | os.PathLike, *, source: Path | No
         spec = spec_of(chunk_frames=chunk_frames, network_context=network_context,
                        frontend_context=frontend_context, decode=model.decode, info=model.info, source=source)
         (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
-        _check(OnnxTranscriber(staging, threads=1), model, audio, recording, reference, features)
+        _check(OnnxTranscriber(staging, threads=1), model, audio, recording, power, features)
         os.chmod(staging, 0o755)
         if out.exists():
             shutil.rmtree(out)
@@ -155,18 +156,19 @@ def export_onnx(model: Transcriber, out: str | os.PathLike, *, source: Path | No
 
 
 def _check(graphs: OnnxTranscriber, model: Transcriber, audio: torch.Tensor, recording: torch.Tensor,
-           reference: torch.Tensor, features: torch.Tensor) -> None:
-    """The graphs give torch's per-frame power, features and salience on the test window (and the
-    salience of a short excerpt: the network's frames are dynamic)."""
+           power: torch.Tensor, features: torch.Tensor) -> None:
+    """The graphs give torch's per-frame power (``power (1, frames)``, whose maximum is the
+    features' reference), features and salience on the test window (and the salience of a short
+    excerpt: the network's frames are dynamic)."""
     sessions = graphs._sessions
     inputs = {"audio": audio.numpy(), "recording": recording.numpy()}
-    power = sessions["peak"].run(None, inputs)[0]
+    reference = power.amax(dim=1)
+    got_power = sessions["peak"].run(None, inputs)[0]
     got_features = sessions["frontend"].run(None, {**inputs, "reference_power": reference.numpy()})[0]
     salience = torch.sigmoid(model.network(features)).numpy()
     short = features[..., :37]
     differences = {
-        "peak power (relative)": float(np.abs(power / reference.numpy()[:, None] - (
-            model.frontend.frame_peak_power(audio, recording) / reference[:, None]).numpy()).max()),
+        "peak power (relative)": float(np.abs((got_power - power.numpy()) / reference.numpy()[:, None]).max()),
         "features": float(np.abs(got_features - features.numpy()).max()),
         "salience": float(np.abs(sessions["network"].run(None, {"features": features.numpy()})[0] - salience).max()),
         "salience of 37 frames": float(np.abs(sessions["network"].run(None, {"features": short.contiguous().numpy()})[0]

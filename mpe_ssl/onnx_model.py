@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mpe_ssl.chunks import release_freed_memory, windows
-from mpe_ssl.decode import decode_settings, transcribe_path
+from mpe_ssl.decode import decode_settings, transcribe_paths
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import HOP_LENGTH, SAMPLE_RATE, num_frames
 from mpe_ssl.weights import TRANSCRIBER_ONNX
@@ -250,11 +250,7 @@ def transcribe_files(model: OnnxTranscriber, paths: list[Path], out_dir: Path, n
         raise ValueError("an ONNX model transcribes one window at a time (batch_size 1)")
     names = [path.stem for path in paths] if names is None else names
     decode = decode_settings(model.decode, threshold, silence_db, onset_threshold, min_note_ms)
-    for index, path in enumerate(paths):
-        try:
-            yield index, transcribe_path(path, model.salience_chunks, out_dir, decode, names[index], salience_png)
-        except MpeSslError as error:
-            yield index, error
+    yield from transcribe_paths(paths, model.salience_chunks, out_dir, decode, names, salience_png)
 
 
 def spec_of(*, chunk_frames: int, network_context: int, frontend_context: int, decode: Mapping, info: Mapping,

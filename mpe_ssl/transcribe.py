@@ -22,7 +22,7 @@ from torch import nn
 from mpe_ssl.audio.hcqt import HCQT
 from mpe_ssl.audio.io import AudioReader
 from mpe_ssl.chunks import release_freed_memory, windows
-from mpe_ssl.decode import SalienceDecoder, decode_settings, transcribe_path
+from mpe_ssl.decode import SalienceDecoder, decode_settings, transcribe_path, transcribe_paths
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.grid import num_frames
 from mpe_ssl.models.timbre_trap import TimbreTrapAE
@@ -393,7 +393,7 @@ def transcribe_files(
     ``result`` the paths written (:func:`transcribe_file`'s) or the
     :class:`~mpe_ssl.errors.MpeSslError` that stopped that file (the others go on).
 
-    ``batch_size`` 1: one file after another, each with :func:`transcribe_file`. More: the
+    ``batch_size`` 1: one file after another, as :func:`transcribe_file`. More: the
     windows of all the files run ``batch_size`` at a time (:func:`batched_salience_chunks`, for
     a GPU), each piece handed to its file's decoder; a file is written as soon as its last
     piece is decoded, so the files open at once are those that one batch touches. The files
@@ -404,15 +404,11 @@ def transcribe_files(
         the others: as for :func:`transcribe_file`.
     """
     names = [path.stem for path in paths] if names is None else names
-    if batch_size == 1:
-        for index, path in enumerate(paths):
-            try:
-                yield index, transcribe_file(model, path, out_dir, threshold, names[index], silence_db,
-                                             onset_threshold, min_note_ms, salience_png)
-            except MpeSslError as error:
-                yield index, error
-        return
     decode = decode_settings(getattr(model, "decode", None), threshold, silence_db, onset_threshold, min_note_ms)
+    if batch_size == 1:
+        yield from transcribe_paths(paths, lambda reader: salience_chunks(model, reader), out_dir, decode, names,
+                                    salience_png)
+        return
     files: dict[int, tuple[AudioReader, SalienceDecoder]] = {}  # those open
 
     def readers():

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import gc
 import importlib.util
 import os
@@ -151,6 +152,7 @@ def check_out_dir(out: Path) -> None:
 GPU_DRIVERS = ("libcuda.so.1", "libamdhip64.so", "nvcuda.dll")
 
 
+@functools.cache
 def default_device() -> str:
     """``cuda`` where torch sees a GPU, else ``cpu``; torch is imported to ask only where a GPU
     driver library (NVIDIA's or AMD's) loads."""

@@ -444,7 +444,7 @@ class HCQT(nn.Module):
         ``(batch,)``, what :meth:`forward` scales to 0 dB (``magnitudes(audio)[..., first:stop]
         .square()`` 's maximum over harmonics, bins and frames, without computing the dB)."""
         if not self._all_gathered:
-            return self._gather_harmonics(self._stacked(audio)[..., first:stop]).flatten(1).amax(dim=1).square()
+            return self.frame_peak_power(audio)[:, first:stop].amax(dim=1)
         peak = None
         for level, magnitude in self._level_magnitudes(audio):  # no stacked copy: level by level
             scaled = magnitude[..., first:stop].mul_(self._scale[level, None]).flatten(1).amax(dim=1)
