@@ -121,15 +121,16 @@ def nsdr(piece: dict, sources: np.ndarray) -> float:
     return float(np.nanmean(bss_eval(piece["references"], sources, piece["sr"], mixture=piece["mix"])["nsdr"]))
 
 
-def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, settings, stft,
-                        steps: int = 300) -> StructuredAutoencoder:
-    """A structured AE whose linear synthesis layer is NMF's ``W`` and whose analysis network
-    was regressed (Adam, ``steps``) on NMF's ``H`` of the mean-normalised ``V``."""
-    torch.manual_seed(settings.seed)
-    W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
-                            seed=settings.seed)
-    W, H = score_informed_nmf(V, L, W0, settings.nmf_iterations, seed=settings.seed)
-    H = H / V.mean()  # the AE models V / mean(V)
+def initial_templates(layout: UnitLayout, stft, settings) -> torch.Tensor:
+    """NMF's initial harmonic templates ``W0 (bins, units)`` of ``layout`` (each column sums to 1)."""
+    return harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
+                              seed=settings.seed)
+
+
+def template_network(V: torch.Tensor, L: torch.Tensor, settings, W: torch.Tensor) -> StructuredAutoencoder:
+    """A structured AE (``separate.StructuredAutoencoder``, as patched by the options) whose
+    synthesis network is one linear non-negative layer holding the templates ``W (bins, units)``,
+    no bias; with ``--freeze-synthesis`` that layer does not train."""
     network = separate.StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
                                              context=settings.context, nonnegative_synthesis=True,
                                              input_compression=settings.input_compression)
@@ -139,6 +140,21 @@ def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, se
         else:
             network.synthesis[0].weight.copy_(W)
         network.synthesis[0].bias.zero_()
+    if FREEZE_SYNTHESIS:
+        for parameter in network.synthesis.parameters():
+            parameter.requires_grad_(False)
+    return network
+
+
+def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, settings, stft,
+                        steps: int = 300) -> StructuredAutoencoder:
+    """A structured AE whose linear synthesis layer is NMF's ``W`` (:func:`template_network`) and
+    whose analysis network was regressed (Adam, ``steps``) on NMF's ``H`` of the mean-normalised ``V``."""
+    torch.manual_seed(settings.seed)
+    W, H = score_informed_nmf(V, L, initial_templates(layout, stft, settings), settings.nmf_iterations,
+                              seed=settings.seed)
+    H = H / V.mean()  # the AE models V / mean(V)
+    network = template_network(V, L, settings, W)
     optimizer = torch.optim.Adam(network.analysis.parameters(), lr=1e-3)
     Vn = V / V.mean()
     for _ in range(steps):
@@ -202,9 +218,8 @@ def unit_specificity(system, V, L, layout, notes, stft, settings) -> dict:
               "ae_units_ever_active": float((representation.amax(dim=-1) > 0).float().mean())}
     nmf_layout = UnitLayout.from_notes(notes, units_per_class=settings.nmf_units_per_class, free_units=0)
     nmf_L = weak_labels(notes, nmf_layout, V.shape[-1], hop, settings.tolerance)
-    W0 = harmonic_templates(nmf_layout.unit_pitches(), nmf_layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
-                            seed=settings.seed)
-    _, H = score_informed_nmf(V, nmf_L, W0, settings.nmf_iterations, seed=settings.seed)
+    _, H = score_informed_nmf(V, nmf_L, initial_templates(nmf_layout, stft, settings), settings.nmf_iterations,
+                              seed=settings.seed)
     nmf_exact = _class_activity(weak_labels(notes, nmf_layout, V.shape[-1], hop, 0.0, free=False), nmf_layout)
     result["nmf_specificity"] = _specificity(_class_activity(H, nmf_layout), nmf_exact.clamp_max(1.0),
                                              _class_activity(nmf_L, nmf_layout).clamp_max(1.0))
@@ -243,35 +258,15 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
     start = None
     if mode == "template_start":  # f = NMF's initial harmonic templates W0 (linear, non-negative), h from scratch
         torch.manual_seed(settings.seed)
-        W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
-                                seed=settings.seed)
-        network = separate.StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
-                                                 context=settings.context, nonnegative_synthesis=True,
-                                                 input_compression=settings.input_compression)
-        with torch.no_grad():
-            network.synthesis[0].weight.copy_(W0 / W0.sum(dim=0, keepdim=True).clamp_min(1e-8) * V.shape[0] / 10)
-            network.synthesis[0].bias.zero_()
-        if FREEZE_SYNTHESIS:
-            for parameter in network.synthesis.parameters():
-                parameter.requires_grad_(False)
+        W0 = initial_templates(layout, stft, settings)
+        # columns scaled to sum to V's level: ~10 active units at 1 give a frame's sum of V / mean(V)
+        network = template_network(V, L, settings, W0 / W0.sum(dim=0, keepdim=True).clamp_min(1e-8) * V.shape[0] / 10)
         if TEMPLATE_SUPPORT:  # W stays zero where W0 is (between partials), as under NMF's multiplicative updates
             support = (W0 > 0).to(W0.dtype)
             network.synthesis[0].weight.register_hook(lambda grad: grad * support)
         start = SimpleNamespace(network=network)
-        system = separate.fit_autoencoder(V, L, settings, start)
-        result = unit_specificity(system, V, L, layout, notes, stft, settings)
-        with torch.no_grad():
-            representation = system.network.encode(system.spectrogram({"features": V.unsqueeze(0)}))
-            masked = torch.cat([system.network.decode(representation * s) for s in per_source])
-            result["divergence_per_frame"] = float(generalized_kl(system.spectrogram({"features": V.unsqueeze(0)}),
-                                                                  system.network.decode(representation * L)))
-        result["nsdr_masked"] = nsdr(piece, separate.masked_sources(mixture, masked, stft, settings.mask_power).numpy())
-        return result
     if mode == "nmf_start":
         network = nmf_started_network(V, L, layout, settings, stft)
-        if FREEZE_SYNTHESIS:  # only the analysis network trains: NMF's templates W stay as they are
-            for parameter in network.synthesis.parameters():
-                parameter.requires_grad_(False)
         with torch.no_grad():
             r = network.encode((V / V.mean())[None])
             started = torch.cat([network.decode(r * s) for s in per_source])
@@ -288,6 +283,8 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
             return result
         if mode == "nmf_start":
             result["nsdr_started"] = before
+        if mode == "template_start":
+            result.update(unit_specificity(system, V, L, layout, notes, stft, settings))
         f = system.network.decode
         masked = torch.cat([f(representation * s) for s in per_source])
         ways = {"masked": masked,

@@ -197,19 +197,20 @@ def plot(rows: list[dict], path: Path) -> None:
 def speed(args) -> None:
     """Penalty objective per step: structured dropout first, vs the activity penalty alone, at
     each λ of ``--speed-lambdas`` (``speed.json``/``.png`` for λ = 1, else ``speed_lambda<λ>``)."""
-    for weight in args.speed_lambdas:
-        speed_at(args, weight)
-
-
-def speed_at(args, weight: float) -> None:
-    """:func:`speed` at the activity weight λ = ``weight``."""
-    from lightning.pytorch import Callback
-
     import mpe_ssl.separate as separate
 
     piece = load_pieces("piano", args.split, 1, args.excerpt)[0]
     _, _, V, _, L, _ = separate.score_setup(piece["mix"], piece["notes"], piece_groups(piece, piece["notes"]),
                                             separate.SeparationSettings())
+    for weight in args.speed_lambdas:
+        speed_at(args, piece, V, L, weight)
+
+
+def speed_at(args, piece: dict, V, L, weight: float) -> None:
+    """:func:`speed` at the activity weight λ = ``weight`` on ``piece``'s ``V`` and ``L``."""
+    from lightning.pytorch import Callback
+
+    import mpe_ssl.separate as separate
 
     curves = {}
 
