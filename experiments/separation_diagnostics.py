@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import separation_experiments as experiments  # noqa: E402
 
 import mpe_ssl.separate as separate  # noqa: E402
-from mpe_ssl.models import harmonic_templates, score_informed_nmf  # noqa: E402
+from mpe_ssl.models import score_informed_nmf  # noqa: E402
 import mpe_ssl.systems.score_informed as score_informed  # noqa: E402
 from mpe_ssl.data.score import UnitLayout  # noqa: E402
 from mpe_ssl.losses import generalized_kl  # noqa: E402
@@ -121,12 +121,6 @@ def nsdr(piece: dict, sources: np.ndarray) -> float:
     return float(np.nanmean(bss_eval(piece["references"], sources, piece["sr"], mixture=piece["mix"])["nsdr"]))
 
 
-def initial_templates(layout: UnitLayout, stft, settings) -> torch.Tensor:
-    """NMF's initial harmonic templates ``W0 (bins, units)`` of ``layout`` (each column sums to 1)."""
-    return harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
-                              seed=settings.seed)
-
-
 def template_network(V: torch.Tensor, L: torch.Tensor, settings, W: torch.Tensor) -> StructuredAutoencoder:
     """A structured AE (``separate.StructuredAutoencoder``, as patched by the options) whose
     synthesis network is one linear non-negative layer holding the templates ``W (bins, units)``,
@@ -151,7 +145,7 @@ def nmf_started_network(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, se
     """A structured AE whose linear synthesis layer is NMF's ``W`` (:func:`template_network`) and
     whose analysis network was regressed (Adam, ``steps``) on NMF's ``H`` of the mean-normalised ``V``."""
     torch.manual_seed(settings.seed)
-    W, H = score_informed_nmf(V, L, initial_templates(layout, stft, settings), settings.nmf_iterations,
+    W, H = score_informed_nmf(V, L, separate.initial_templates(layout, settings.seed), settings.nmf_iterations,
                               seed=settings.seed)
     H = H / V.mean()  # the AE models V / mean(V)
     network = template_network(V, L, settings, W)
@@ -218,7 +212,7 @@ def unit_specificity(system, V, L, layout, notes, stft, settings) -> dict:
               "ae_units_ever_active": float((representation.amax(dim=-1) > 0).float().mean())}
     nmf_layout = UnitLayout.from_notes(notes, units_per_class=settings.nmf_units_per_class, free_units=0)
     nmf_L = weak_labels(notes, nmf_layout, V.shape[-1], hop, settings.tolerance)
-    _, H = score_informed_nmf(V, nmf_L, initial_templates(nmf_layout, stft, settings), settings.nmf_iterations,
+    _, H = score_informed_nmf(V, nmf_L, separate.initial_templates(nmf_layout, settings.seed), settings.nmf_iterations,
                               seed=settings.seed)
     nmf_exact = _class_activity(weak_labels(notes, nmf_layout, V.shape[-1], hop, 0.0, free=False), nmf_layout)
     result["nmf_specificity"] = _specificity(_class_activity(H, nmf_layout), nmf_exact.clamp_max(1.0),
@@ -258,9 +252,9 @@ def diagnose(mode: str, piece: dict, settings: separate.SeparationSettings) -> d
     start = None
     if mode == "template_start":  # f = NMF's initial harmonic templates W0 (linear, non-negative), h from scratch
         torch.manual_seed(settings.seed)
-        W0 = initial_templates(layout, stft, settings)
+        W0 = separate.initial_templates(layout, settings.seed)
         # columns scaled to sum to V's level: ~10 active units at 1 give a frame's sum of V / mean(V)
-        network = template_network(V, L, settings, W0 / W0.sum(dim=0, keepdim=True).clamp_min(1e-8) * V.shape[0] / 10)
+        network = template_network(V, L, settings, W0 * (V.shape[0] / 10))
         if TEMPLATE_SUPPORT:  # W stays zero where W0 is (between partials), as under NMF's multiplicative updates
             support = (W0 > 0).to(W0.dtype)
             network.synthesis[0].weight.register_hook(lambda grad: grad * support)
@@ -299,7 +293,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("estimates", "plain", "softplus", "nmf_start", "method", "labels", "units",
                                          "template_start"))
-    parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the 8 test pieces")
+    parser.add_argument("--pieces", nargs="+", type=int, default=[0, 1], help="indices among the split's 8 pieces")
+    parser.add_argument("--split", default="test", choices=("val", "test"), help="val: for choosing settings")
     parser.add_argument("--method", default="ae_nonneg_ctx", choices=[m for m in experiments.METHODS if m != "ae_pretrained"])
     parser.add_argument("--excerpt", type=float, default=30.0, help="seconds of each piece (the protocol's 30)")
     parser.add_argument("--concat", type=int, default=1,
@@ -340,12 +335,13 @@ def main() -> None:
     if args.eps is not None:  # V is normalised to mean 1: ε = 1e-8 makes -V/(V̂+ε) huge where V̂ is near 0
         score_informed.generalized_kl = functools.partial(generalized_kl, eps=args.eps)
     torch.set_num_threads(1)
-    pieces = experiments.load_pieces("piano", "test", 8, args.excerpt)
+    pieces = experiments.load_pieces("piano", args.split, 8, args.excerpt)
     if args.concat > 1:
         pieces = [concatenated(pieces[i : i + args.concat]) for i in range(0, len(pieces) - args.concat + 1, args.concat)]
     for index in args.pieces:
         settings = separate.SeparationSettings(**{**experiments.METHODS[args.method], **json.loads(args.overrides)})
         print(json.dumps({"piece": pieces[index]["id"], "mode": args.mode, "method": args.method,
+                          "overrides": json.loads(args.overrides),
                           **diagnose(args.mode, pieces[index], settings)}), flush=True)
 
 

@@ -8,6 +8,7 @@ Scores: exact, or deliberately misaligned by a random smooth time warp of ``--wa
 seconds at most (``mpe_ssl.data.score.warp_notes``), the same warp for every method.
 Methods (``mpe_ssl.separate.SeparationSettings``): ``nmf``, ``ae`` (free synthesis weights),
 ``ae_nonneg`` (non-negative synthesis), ``ae_nonneg_ctx`` (+ 2 context frames each side),
+``ae_prior`` (not in the paper: ``mpe-ssl separate --harmonic-prior``, ``HARMONIC_PRIOR``),
 ``ae_pretrained`` (not in the paper: the per-piece fit starts from a model trained over the
 train split's piano chorales, ``mpe-ssl fit --config separation``, given by ``--pretrained``).
 Metric: museval BSSEval v4 (1 s windows, median over windows), per source SDR and
@@ -33,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mpe_ssl.separate import HARMONIC_PRIOR
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "separation"
 UPPER, LOWER = ("Soprano", "Alto"), ("Tenor", "Bass")
@@ -41,6 +44,9 @@ METHODS = {
     "ae": {"method": "ae", "nonnegative_synthesis": False},
     "ae_nonneg": {"method": "ae", "nonnegative_synthesis": True},
     "ae_nonneg_ctx": {"method": "ae", "nonnegative_synthesis": True, "context": 2},
+    # not in the paper: a harmonic prior in f (one linear non-negative layer started from NMF's
+    # initial templates), NMF's two units per class, a softplus representation
+    "ae_prior": {"method": "ae", **HARMONIC_PRIOR},
     # fine-tuned per piece from a model trained over the train split (--pretrained CKPT)
     "ae_pretrained": {"method": "ae"},
 }
@@ -157,6 +163,8 @@ def write_table(rows: list[dict], path: Path, args) -> None:
                 cells.append(f"{np.mean(values):.2f} ± {np.std(values):.2f}" if values else "-")
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {np.mean(seconds):.1f} |")
         lines.append("")
+        if "nmf" in args.methods and len(args.methods) > 1:
+            lines += lead_over_nmf(rows, task, args)
         pieces = sorted({r["piece"] for r in rows if r["task"] == task})
         lines += [f"Per piece, exact score (warp {args.warps[0]:g}):", "", "| piece | " + " | ".join(args.methods) + " |",
                   "|---|" + "---|" * len(args.methods)]
@@ -170,6 +178,25 @@ def write_table(rows: list[dict], path: Path, args) -> None:
         lines.append("")
     path.write_text("\n".join(lines))
     print(path.read_text())
+
+
+def lead_over_nmf(rows: list[dict], task: str, args) -> list[str]:
+    """Table lines: each method's NSDR minus NMF's on the same piece and warp, mean ± std over
+    pieces, and on how many pieces it is ahead."""
+    lines = ["Lead over NMF (dB, same piece and warp; pieces ahead / pieces):", "",
+             "| method | " + " | ".join(f"warp {w:g} s" for w in args.warps) + " |", "|---|" + "---|" * len(args.warps)]
+    for method in args.methods:
+        if method == "nmf":
+            continue
+        cells = []
+        for warp in args.warps:
+            nmf = {r["piece"]: r["nsdr_mean"] for r in rows if r["task"] == task and r["method"] == "nmf" and r["warp"] == warp}
+            leads = [r["nsdr_mean"] - nmf[r["piece"]] for r in rows if r["task"] == task and r["method"] == method
+                     and r["warp"] == warp and r["piece"] in nmf]
+            cells.append(f"{np.mean(leads):+.2f} ± {np.std(leads):.2f} ({sum(x > 0 for x in leads)}/{len(leads)})"
+                         if leads else "-")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -8,7 +8,11 @@ full batch, as in Ewert & Sandler (2017):
 * ``nmf``: score-informed NMF (:mod:`mpe_ssl.models.nmf`): activations zero outside ``L``,
   harmonic sustain templates, flat onset templates;
 * ``ae``: the structured autoencoder (:class:`~mpe_ssl.systems.ScoreInformedAE`) trained
-  first with structured dropout, then with the activity penalty.
+  first with structured dropout, then with the activity penalty; ``--harmonic-prior``
+  (:data:`HARMONIC_PRIOR`, not in the paper) makes its synthesis network one linear
+  non-negative layer that holds the templates of score-informed NMF's fit on the recording,
+  so that only the analysis network starts from scratch: ahead of NMF on 7 of 8 test pieces
+  (docs/separation/README.md), where the paper's network from scratch stays far behind.
 
 Each source is a group of notes; its magnitude estimate keeps only its notes' units
 (``L_s``), and the sources share the mixture's STFT by soft masks before the inverse STFT.
@@ -27,6 +31,7 @@ A file that cannot be read gets a one-line error and the others go on.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -46,10 +51,19 @@ from mpe_ssl.errors import MpeSslError
 from mpe_ssl.formats import write_f0_csv
 from mpe_ssl.grid import SAMPLE_RATE
 from mpe_ssl.models import StructuredAutoencoder, harmonic_templates, score_informed_nmf
+from mpe_ssl.models.structured_ae import REPRESENTATIONS
 from mpe_ssl.systems import load_system
 from mpe_ssl.systems.score_informed import ScoreInformedAE, default_frontend
 
 METHODS = ("nmf", "ae")
+#: ``--harmonic-prior`` (not in the paper; docs/separation): ``f`` one linear non-negative
+#: layer holding the templates of score-informed NMF (harmonic combs refined by 100
+#: multiplicative updates on the recording), NMF's two units per class, a softplus
+#: representation; ``h`` sees 2 context frames each side of the lowest 256 bins; 300 steps
+#: (chosen on 4 val pieces: docs/separation/README.md). Without a prior the units of a
+#: from-scratch ``f`` never become pitch-specific.
+HARMONIC_PRIOR = {"units_per_class": 2, "synthesis_layers": 1, "harmonic_prior": True, "prior_nmf_iterations": 100,
+                  "representation": "softplus", "context": 2, "input_bins": 256, "iterations": 300}
 
 
 @dataclass
@@ -62,7 +76,16 @@ class SeparationSettings:
     them with structured dropout, the rest with the activity penalty at ``activity_weight``;
     ``hidden`` units per hidden layer, ``context`` input frames each side,
     ``nonnegative_synthesis``, ``input_compression`` (the analysis network sees
-    ``log(1 + c V)`` of the mean-normalised ``V``; the paper feeds ``V``).
+    ``log(1 + c V)`` of the mean-normalised ``V``; the paper feeds ``V``),
+    ``input_bins`` (the analysis network sees only the lowest bins; None: all),
+    ``representation`` (``relu`` as the paper, or ``softplus``), ``synthesis_layers``
+    (the paper: 2) and ``harmonic_prior``: ``f`` one linear non-negative layer started from
+    NMF's initial templates (:func:`~mpe_ssl.models.harmonic_templates`: each sustain unit a
+    harmonic comb of its pitch, each onset unit flat), so that every unit starts tied to its
+    class's pitch (``prior_nmf_iterations`` > 0: the templates of score-informed NMF after
+    that many iterations on the recording instead; ``freeze_templates``: they stay as
+    started and only ``h`` learns); ``lr_decay``: the step size falls to 0
+    along a cosine over the fit.
     """
 
     method: str = "ae"
@@ -79,6 +102,13 @@ class SeparationSettings:
     context: int = 0
     nonnegative_synthesis: bool = True
     input_compression: float = 1.0
+    input_bins: int | None = None
+    representation: str = "relu"
+    synthesis_layers: int = 2
+    harmonic_prior: bool = False
+    prior_nmf_iterations: int = 0
+    freeze_templates: bool = False
+    lr_decay: bool = False
     mask_power: float = 1.0
     #: AE only: start from this ScoreInformedAE checkpoint (trained over a dataset with
     #: ``mpe-ssl fit --config separation``) and use its units' layout; None: from scratch
@@ -98,6 +128,13 @@ class SeparationSettings:
                 raise MpeSslError(f"{name}: {getattr(self, name)} must be >= 1")
         if not 0 <= self.dropout_fraction <= 1:
             raise MpeSslError(f"dropout_fraction: {self.dropout_fraction} must be in [0, 1]")
+        if self.representation not in REPRESENTATIONS:
+            raise MpeSslError(f"representation: {self.representation!r} is not one of {', '.join(REPRESENTATIONS)}")
+        if self.synthesis_layers < 1:
+            raise MpeSslError(f"synthesis_layers: {self.synthesis_layers} must be >= 1")
+        if self.harmonic_prior and self.synthesis_layers != 1:
+            raise MpeSslError(f"harmonic_prior: needs synthesis_layers 1 (a linear f that holds the templates), "
+                              f"not {self.synthesis_layers}")
 
 
 class _OnePiece(Dataset):
@@ -131,12 +168,34 @@ def load_pretrained(path: str) -> ScoreInformedAE:
     return system
 
 
+def initial_templates(layout: UnitLayout, seed: int = 0) -> torch.Tensor:
+    """NMF's initial templates ``W0 (bins, units)`` of ``layout`` at the default STFT (each
+    column sums to 1; :func:`~mpe_ssl.models.harmonic_templates`)."""
+    stft = default_frontend()
+    return harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate, seed=seed)
+
+
+def prior_templates(V: torch.Tensor, L: torch.Tensor, layout: UnitLayout, settings: SeparationSettings) -> torch.Tensor:
+    """The harmonic prior's one-layer ``f``: ``W (bins, units)``, NMF's initial templates of
+    ``layout`` or, with ``settings.prior_nmf_iterations``, those of score-informed NMF on
+    ``V (bins, frames)`` and ``L (units, frames)`` after that many updates; each column scaled
+    to sum to ``bins / 10`` (about ten units at 1 then give a frame of the mean-normalised
+    ``V``'s level)."""
+    W = initial_templates(layout, settings.seed).to(V.device)
+    if W.shape[0] != V.shape[0]:
+        raise MpeSslError(f"harmonic_prior: the spectrogram has {V.shape[0]} bins, not the STFT's {W.shape[0]}")
+    if settings.prior_nmf_iterations:
+        W, _ = score_informed_nmf(V, L, W, settings.prior_nmf_iterations, seed=settings.seed)  # columns sum to 1
+    return W * (V.shape[0] / 10)
+
+
 def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettings,
                     start: ScoreInformedAE | None = None, callbacks: list | tuple = (),
-                    track_objective: bool = False) -> ScoreInformedAE:
+                    track_objective: bool = False, layout: UnitLayout | None = None) -> ScoreInformedAE:
     """A :class:`ScoreInformedAE` trained on one spectrogram ``V (bins, frames)`` and its
     labels ``L (units, frames)`` for ``settings.iterations`` full-batch steps, from scratch
-    or from ``start``'s network (fine-tuning; the stage starts again at ``dropout``).
+    or from ``start``'s network (fine-tuning; the stage starts again at ``dropout``);
+    ``layout`` (the units of ``L``) is needed for ``settings.harmonic_prior``.
     ``callbacks`` go to the Trainer; ``track_objective``: see :class:`ScoreInformedAE`."""
     import logging
     import warnings
@@ -151,9 +210,19 @@ def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettin
     else:
         network = StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, context=settings.context,
                                         nonnegative_synthesis=settings.nonnegative_synthesis,
-                                        input_compression=settings.input_compression)
+                                        input_compression=settings.input_compression,
+                                        synthesis_layers=settings.synthesis_layers, input_bins=settings.input_bins,
+                                        representation=settings.representation)
+        if settings.harmonic_prior:
+            if layout is None:
+                raise MpeSslError("harmonic_prior: the fit needs the score's unit layout")
+            network.load_templates(prior_templates(V, L, layout, settings))
+            network.synthesis.requires_grad_(not settings.freeze_templates)
+    schedule = (functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=settings.iterations)
+                if settings.lr_decay else None)
     system = ScoreInformedAE(network, dropout_steps=round(settings.iterations * settings.dropout_fraction),
-                             activity_weight=settings.activity_weight, lr=settings.lr, track_objective=track_objective)
+                             activity_weight=settings.activity_weight, lr=settings.lr, track_objective=track_objective,
+                             lr_scheduler=schedule)
     accelerator = "gpu" if settings.device.startswith("cuda") else "cpu"
     trainer = Trainer(max_steps=settings.iterations, accelerator=accelerator, devices=1, logger=False,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -204,12 +273,11 @@ def separate_sources(audio: np.ndarray, notes: list[Note], groups: list[np.ndarr
     stft, mixture, V, layout, L, per_source = score_setup(audio, notes, groups, settings,
                                                           None if start is None else start.layout)
     if settings.method == "nmf":
-        W0 = harmonic_templates(layout.unit_pitches(), layout.unit_is_onset(), stft.n_fft, stft.sample_rate,
-                                seed=settings.seed)
-        W, H = score_informed_nmf(V, L, W0.to(device), settings.nmf_iterations, seed=settings.seed)
+        W, H = score_informed_nmf(V, L, initial_templates(layout, settings.seed).to(device), settings.nmf_iterations,
+                                  seed=settings.seed)
         estimates = torch.stack([W @ (H * labels) for labels in per_source])
     else:
-        system = fit_autoencoder(V, L, settings, start).to(device)
+        system = fit_autoencoder(V, L, settings, start, layout=layout).to(device)
         estimates = system.source_magnitudes(V, per_source)
     sources = masked_sources(mixture, estimates, stft, settings.mask_power)
     settings.report["seconds"] = time.perf_counter() - started
@@ -320,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default="separated", help="output folder (default ./separated)")
     parser.add_argument("--tolerance", type=float, default=0.5, help="score timing tolerance in seconds (default 0.5)")
     parser.add_argument("--iterations", type=int, default=None, help="training steps (default: the method's)")
+    parser.add_argument("--harmonic-prior", action="store_true",
+                        help="ae: a linear synthesis network started from harmonic templates, 2 units per class "
+                             "(not in the paper; separates far better than its network from scratch)")
     parser.add_argument("--pretrained", default=None, metavar="CKPT",
                         help="ae: start from a model trained over a dataset (mpe-ssl fit --config separation)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -343,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         raise MpeSslError(f"--score separates one recording at a time, not {len(args.audio)}")
     args.audio = args.audio[0]
     rule = KeepRule.parse(args.keep)
+    if args.harmonic_prior and (args.method != "ae" or args.pretrained):
+        raise MpeSslError("--harmonic-prior: only for --method ae fitted from scratch (no --pretrained)")
     settings = SeparationSettings(method=args.method, tolerance=args.tolerance, device=args.device,
-                                  pretrained=args.pretrained)
+                                  pretrained=args.pretrained, **(HARMONIC_PRIOR if args.harmonic_prior else {}))
     if args.iterations is not None:
         setattr(settings, "iterations" if args.method == "ae" else "nmf_iterations", args.iterations)
     settings.check()

@@ -24,6 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+#: the representation's activation: name -> module
+REPRESENTATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus}
+
+
 def _mlp(sizes: list[int], last: nn.Module) -> nn.Sequential:
     layers: list[nn.Module] = []
     for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -66,6 +70,16 @@ class StructuredAutoencoder(nn.Module):
         synthesis_bias: initial bias of ``f``'s hidden layers; a negative value (e.g. -4:
             sigmoid 0.018) starts ``f`` near silence when no unit is active, so that units
             must switch on to explain the input (None: PyTorch's default init).
+        input_bins: ``h`` sees only the lowest ``input_bins`` bins of each frame (None: all);
+            the output still has every bin. A cheaper analysis network: the pitches of a
+            score sit in the low bins (at 22050 Hz and n_fft 2048, 256 bins reach 2.8 kHz).
+        representation: the representation's activation: ``relu`` (the paper) or
+            ``softplus`` (no unit can die: a ReLU unit whose input is negative on every
+            frame gets no gradient again).
+
+    With ``synthesis_layers=1``, ``f`` is one linear layer, ``V̂ = W R + b``: an NMF-like
+    decoder whose columns :meth:`load_templates` can set to harmonic templates (the
+    harmonic prior of ``mpe-ssl separate``, see :mod:`mpe_ssl.separate`).
     """
 
     def __init__(
@@ -79,6 +93,8 @@ class StructuredAutoencoder(nn.Module):
         nonnegative_synthesis: bool = False,
         input_compression: float = 0.0,
         synthesis_bias: float | None = None,
+        input_bins: int | None = None,
+        representation: str = "relu",
     ) -> None:
         super().__init__()
         for name, value, low in (("n_bins", n_bins, 1), ("n_units", n_units, 1), ("hidden", hidden, 1),
@@ -91,8 +107,13 @@ class StructuredAutoencoder(nn.Module):
         if input_compression < 0:
             raise ValueError(f"input_compression must be >= 0, got {input_compression!r}")
         self.input_compression = float(input_compression)
-        inputs = self.n_bins * (2 * self.context + 1)
-        self.analysis = _mlp([inputs] + [hidden] * (analysis_layers - 1) + [n_units], nn.ReLU())
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {', '.join(REPRESENTATIONS)}, got {representation!r}")
+        if input_bins is not None and not 1 <= input_bins <= n_bins:
+            raise ValueError(f"input_bins must be in [1, n_bins={n_bins}] or None, got {input_bins!r}")
+        self.input_bins = self.n_bins if input_bins is None else int(input_bins)
+        inputs = self.input_bins * (2 * self.context + 1)
+        self.analysis = _mlp([inputs] + [hidden] * (analysis_layers - 1) + [n_units], REPRESENTATIONS[representation]())
         self.synthesis = _mlp([n_units] + [hidden] * (synthesis_layers - 1) + [n_bins], nn.ReLU())
         if synthesis_bias is not None:
             with torch.no_grad():
@@ -107,6 +128,20 @@ class StructuredAutoencoder(nn.Module):
                     if isinstance(layer, nn.Linear):
                         layer.weight.uniform_(0.0, 1.0 / layer.in_features)
 
+    @torch.no_grad()
+    def load_templates(self, templates: Tensor) -> None:
+        """Make the one-layer ``f`` the templates ``W (bins, units)``: ``V̂ = W R``, no bias.
+
+        Raises ``ValueError`` when ``f`` has more than one layer or ``W`` the wrong shape.
+        """
+        if len(self.synthesis) != 2:
+            raise ValueError("load_templates needs a one-layer synthesis network (synthesis_layers=1)")
+        layer = self.synthesis[0]
+        if tuple(templates.shape) != tuple(layer.weight.shape):
+            raise ValueError(f"templates must be (bins, units) = {tuple(layer.weight.shape)}, got {tuple(templates.shape)}")
+        layer.weight.copy_(templates)
+        layer.bias.zero_()
+
     @staticmethod
     def _rows(x: Tensor) -> Tensor:  # (batch, features, frames) -> (batch * frames, features)
         return x.transpose(1, 2).reshape(-1, x.shape[1])
@@ -119,6 +154,7 @@ class StructuredAutoencoder(nn.Module):
         """``h``: ``(batch, bins, frames)`` magnitudes -> ``(batch, units, frames)`` >= 0."""
         if spectrogram.dim() != 3 or spectrogram.shape[1] != self.n_bins:
             raise ValueError(f"spectrogram must be (batch, {self.n_bins}, frames), got {tuple(spectrogram.shape)}")
+        spectrogram = spectrogram[:, : self.input_bins]
         if self.input_compression > 0:
             spectrogram = torch.log1p(self.input_compression * spectrogram)
         stacked = context_frames(spectrogram, self.context)

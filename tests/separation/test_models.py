@@ -126,3 +126,35 @@ def test_structured_autoencoder_shapes_dropout_and_nonnegative_synthesis():
     assert all((w >= 0).all() for w in weights) and any((w == 0).any() for w in weights)
     with pytest.raises(ValueError, match="n_units"):
         StructuredAutoencoder(n_bins=20, n_units=0)
+
+
+def test_a_one_layer_synthesis_holds_templates_and_a_softplus_representation_never_dies():
+    torch.manual_seed(0)
+    net = StructuredAutoencoder(n_bins=20, n_units=6, hidden=16, synthesis_layers=1, nonnegative_synthesis=True,
+                                representation="softplus")
+    templates = torch.rand(20, 6)
+    net.load_templates(templates)
+    R = torch.rand(2, 6, 9)
+    assert torch.allclose(net.decode(R), torch.einsum("bu,nuf->nbf", templates, R))  # V̂ = W R, no bias
+    with torch.no_grad():  # inputs that drive every unit's pre-activation far below 0
+        net.analysis[-2].bias.fill_(-30.0)
+        representation = net.encode(torch.rand(2, 20, 9))
+    assert (representation > 0).all()  # a ReLU would be 0 there, and get no gradient again
+    with pytest.raises(ValueError, match="one-layer"):
+        StructuredAutoencoder(n_bins=20, n_units=6, hidden=16).load_templates(templates)
+    with pytest.raises(ValueError, match=r"\(20, 6\)"):
+        net.load_templates(torch.rand(6, 20))
+    with pytest.raises(ValueError, match="representation"):
+        StructuredAutoencoder(n_bins=20, n_units=6, representation="tanh")
+
+
+def test_the_analysis_network_sees_only_its_input_bins_and_the_output_has_every_bin():
+    torch.manual_seed(0)
+    net = StructuredAutoencoder(n_bins=20, n_units=6, hidden=16, context=1, input_bins=8)
+    V = torch.rand(1, 20, 5)
+    louder_highs = V.clone()
+    louder_highs[:, 8:] *= 10
+    assert torch.equal(net.encode(V), net.encode(louder_highs))  # bins 8.. never reach h
+    assert net.analysis[0].in_features == 8 * 3 and net(V)[0].shape == (1, 20, 5)
+    with pytest.raises(ValueError, match="input_bins"):
+        StructuredAutoencoder(n_bins=20, n_units=6, input_bins=21)

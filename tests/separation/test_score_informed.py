@@ -123,3 +123,35 @@ def test_source_magnitudes_keep_only_each_sources_units(piece):
     assert estimates.shape == (2, *piece["V"].shape)
     assert estimates[1].abs().max() == 0  # no unit: nothing beyond f(0), which is removed
     assert estimates[0].sum() > 0
+
+
+def test_the_harmonic_prior_starts_f_at_nmfs_templates_and_the_step_size_decays(piece):
+    from mpe_ssl.models import score_informed_nmf
+    from mpe_ssl.separate import SeparationSettings, fit_autoencoder, initial_templates, prior_templates
+
+    settings = SeparationSettings(units_per_class=3, synthesis_layers=1, harmonic_prior=True, prior_nmf_iterations=5,
+                                  representation="softplus", hidden=32, iterations=4, lr_decay=True)
+    settings.check()
+    W0 = prior_templates(piece["V"], piece["L"], piece["layout"], replace_iterations(settings, 1, prior_nmf_iterations=0))
+    assert torch.allclose(W0.sum(dim=0), torch.full((W0.shape[1],), piece["V"].shape[0] / 10))
+    W, _ = score_informed_nmf(piece["V"], piece["L"], initial_templates(piece["layout"]), 5)
+    system = fit_autoencoder(piece["V"], piece["L"], replace_iterations(settings, 1), layout=piece["layout"])
+    # after one step f is still NMF's templates (scaled), moved by at most Adam's step size
+    fitted = system.network.synthesis[0].weight.detach()
+    expected = W * (piece["V"].shape[0] / 10)
+    assert (fitted - expected).abs().max() <= 1.01 * settings.lr
+    system = fit_autoencoder(piece["V"], piece["L"], settings, layout=piece["layout"])
+    assert system.trainer.optimizers[0].param_groups[0]["lr"] < 1e-9  # cosine to 0 over the fit
+    frozen = fit_autoencoder(piece["V"], piece["L"], replace_iterations(settings, 3, freeze_templates=True),
+                             layout=piece["layout"])
+    assert torch.allclose(frozen.network.synthesis[0].weight, expected)  # only h learned
+    with pytest.raises(MpeSslError, match="harmonic_prior: needs synthesis_layers 1"):
+        SeparationSettings(harmonic_prior=True).check()
+    with pytest.raises(MpeSslError, match="harmonic_prior: the fit needs the score's unit layout"):
+        fit_autoencoder(piece["V"], piece["L"], settings)
+
+
+def replace_iterations(settings, iterations: int, **changes):
+    from dataclasses import replace
+
+    return replace(settings, iterations=iterations, lr_decay=False, **changes)

@@ -32,6 +32,25 @@ def chorale(rendered_root, tmp_path_factory):
             "upper": stems["Soprano"] + stems["Alto"], "lower": stems["Tenor"] + stems["Bass"]}
 
 
+def _separate(chorale, method: str, *extra: str) -> dict:
+    """``mpe-ssl separate`` of the chorale's upper parts by ``method``: its museval scores."""
+    out = chorale["dir"] / f"out-{method}{''.join(extra)}"
+    args = ["separate", str(chorale["dir"] / "song.wav"), "--score", str(chorale["dir"] / "score.mid"),
+            "--keep", "part=Soprano,Alto", "--method", method, "--out", str(out), *extra]
+    assert main(args) == 0
+    kept, sr = sf.read(out / "song.kept.wav", dtype="float32")
+    rest, _ = sf.read(out / "song.rest.wav", dtype="float32")
+    assert np.allclose(kept + rest, chorale["mix"], atol=1e-4)
+    return bss_eval(np.stack([chorale["upper"], chorale["lower"]]), np.stack([kept, rest]), sr, mixture=chorale["mix"])
+
+
+def test_the_harmonic_prior_separates_better_than_the_nmf_it_starts_from(chorale):
+    # measured on this chorale: NMF 7.25 / 10.31 dB, the prior after 100 steps 7.85 / 11.51
+    nmf = _separate(chorale, "nmf")
+    prior = _separate(chorale, "ae", "--harmonic-prior", "--iterations", "100")
+    assert np.all(prior["nsdr"] > nmf["nsdr"] + 0.2), (prior["nsdr"], nmf["nsdr"])
+
+
 @pytest.mark.parametrize("method", ["nmf", "ae"])
 def test_separates_the_upper_parts_from_the_lower_ones(chorale, method, capsys):
     out = chorale["dir"] / f"out-{method}"
@@ -76,6 +95,8 @@ def test_bad_scores_and_rules_get_one_line_errors_naming_them(chorale, tmp_path,
     cases["has no part 'Viola'"] = ["--score", score, "--keep", "part=Viola"]
     cases["keep rule 'voice=1'"] = ["--score", score, "--keep", "voice=1"]
     cases["missing.mid"] = ["--score", str(tmp_path / "missing.mid"), "--keep", "part=0"]
+    cases["--harmonic-prior: only for --method ae"] = ["--score", score, "--keep", "part=0", "--method", "nmf",
+                                                       "--harmonic-prior"]
     for expected, extra in cases.items():
         assert main(["separate", song, *extra, "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err.strip()
