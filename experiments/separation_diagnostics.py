@@ -128,12 +128,12 @@ def template_network(V: torch.Tensor, L: torch.Tensor, settings, W: torch.Tensor
     network = separate.StructuredAutoencoder(V.shape[0], L.shape[0], hidden=settings.hidden, synthesis_layers=1,
                                              context=settings.context, nonnegative_synthesis=True,
                                              input_compression=settings.input_compression)
-    with torch.no_grad():
-        if torch.nn.utils.parametrize.is_parametrized(network.synthesis[0], "weight"):
+    if torch.nn.utils.parametrize.is_parametrized(network.synthesis[0], "weight"):
+        with torch.no_grad():
             network.synthesis[0].weight = W  # through the parametrisation
-        else:
-            network.synthesis[0].weight.copy_(W)
-        network.synthesis[0].bias.zero_()
+            network.synthesis[0].bias.zero_()
+    else:
+        network.load_templates(W)
     if FREEZE_SYNTHESIS:
         for parameter in network.synthesis.parameters():
             parameter.requires_grad_(False)

@@ -132,9 +132,18 @@ class SeparationSettings:
             raise MpeSslError(f"representation: {self.representation!r} is not one of {', '.join(REPRESENTATIONS)}")
         if self.synthesis_layers < 1:
             raise MpeSslError(f"synthesis_layers: {self.synthesis_layers} must be >= 1")
+        if self.input_bins is not None and self.input_bins < 1:
+            raise MpeSslError(f"input_bins: {self.input_bins} must be >= 1 (or null: every bin)")
+        if self.prior_nmf_iterations < 0:
+            raise MpeSslError(f"prior_nmf_iterations: {self.prior_nmf_iterations} must be >= 0")
         if self.harmonic_prior and self.synthesis_layers != 1:
             raise MpeSslError(f"harmonic_prior: needs synthesis_layers 1 (a linear f that holds the templates), "
                               f"not {self.synthesis_layers}")
+        if self.harmonic_prior and self.pretrained:
+            raise MpeSslError("harmonic_prior: starts f from templates, so it cannot also start from pretrained")
+        for name in ("prior_nmf_iterations", "freeze_templates"):
+            if getattr(self, name) and not self.harmonic_prior:
+                raise MpeSslError(f"{name}: a setting of the harmonic prior, which is off (harmonic_prior: false)")
 
 
 class _OnePiece(Dataset):
@@ -389,8 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tolerance", type=float, default=0.5, help="score timing tolerance in seconds (default 0.5)")
     parser.add_argument("--iterations", type=int, default=None, help="training steps (default: the method's)")
     parser.add_argument("--harmonic-prior", action="store_true",
-                        help="ae: a linear synthesis network started from harmonic templates, 2 units per class "
-                             "(not in the paper; separates far better than its network from scratch)")
+                        help="ae: a linear synthesis network that starts from the templates of score-informed NMF "
+                             "on this recording, 2 units per class (not in the paper; ahead of NMF, where the "
+                             "paper's network from scratch is far behind)")
     parser.add_argument("--pretrained", default=None, metavar="CKPT",
                         help="ae: start from a model trained over a dataset (mpe-ssl fit --config separation)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")

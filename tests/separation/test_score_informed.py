@@ -147,6 +147,10 @@ def test_the_harmonic_prior_starts_f_at_nmfs_templates_and_the_step_size_decays(
     assert torch.allclose(frozen.network.synthesis[0].weight, expected)  # only h learned
     with pytest.raises(MpeSslError, match="harmonic_prior: needs synthesis_layers 1"):
         SeparationSettings(harmonic_prior=True).check()
+    with pytest.raises(MpeSslError, match="harmonic_prior: starts f from templates"):
+        replace_iterations(settings, 1, pretrained="model.ckpt").check()
+    with pytest.raises(MpeSslError, match="freeze_templates: a setting of the harmonic prior"):
+        SeparationSettings(freeze_templates=True).check()
     with pytest.raises(MpeSslError, match="harmonic_prior: the fit needs the score's unit layout"):
         fit_autoencoder(piece["V"], piece["L"], settings)
 
