@@ -75,10 +75,10 @@ def conditions(groups: list[str], shares: list[int], remedy_share: int, remedies
     return grid
 
 
-def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path = RUNS) -> Path:
-    """Write ``<runs>/<name>/config.yaml``: the base config with the condition's edits."""
+def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path | None = None) -> Path:
+    """Write ``<runs>/<name>/config.yaml`` (default: ``RUNS``): the base config with the condition's edits."""
     config = yaml.safe_load(BASE.read_text())
-    out = runs / name
+    out = (runs or RUNS) / name
     trainer = config["trainer"]
     trainer.update(max_steps=args.steps, val_check_interval=args.val_every)
     write_outputs_to(config, out)
@@ -87,6 +87,9 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
     model["network"]["init_args"]["model_complexity"] = args.complexity
     data = config["data"]["init_args"]
     data.update(steps_per_epoch=args.steps, num_workers=args.workers)
+    if args.excerpt:  # the training excerpts (the time shift stays a quarter of them)
+        data["excerpt_seconds"] = args.excerpt
+        data["train_streams"][1]["dataset"]["init_args"]["excerpt_seconds"] = args.excerpt
     for stream in data["train_streams"][1:] + data["val_streams"][1:] + data["test_streams"][1:]:
         stream["dataset"]["init_args"]["render_workers"] = args.render_workers
     labelled, ssdomain = data["train_streams"]
@@ -157,6 +160,11 @@ def read_curves(name: str) -> dict[str, list[tuple[int, float]]]:
     return {key: sorted(points.items()) for key, points in curves.items()}
 
 
+def grid_cell(on_grid: dict) -> str:
+    """``labelled / ssdomain`` on-grid fractions of :func:`grid_probe` (``-`` when not probed)."""
+    return " / ".join(f"{on_grid[s]:.2f}" for s in ("labelled", "ssdomain") if s in on_grid) or "-"
+
+
 def summarise(names: list[str]) -> None:
     """Table (markdown + json) and F1 curves of every condition run so far, to ``docs/ssmpe/faithful``."""
     import matplotlib
@@ -173,7 +181,8 @@ def summarise(names: list[str]) -> None:
         curves[name] = c
         lab, ood = c["val/labelled/f1"], dict(c.get("val/ssdomain/f1", []))
         best_step, best_f1 = max(lab, key=lambda p: p[1])
-        timing = RUNS / name / "time.json"
+        timing, probe = RUNS / name / "time.json", RUNS / name / "grid_probe.json"
+        on_grid = json.loads(probe.read_text()) if probe.exists() else {}
         results[name] = {
             "steps": lab[-1][0] + 1,
             "best_labelled_f1": best_f1, "best_step": best_step,
@@ -181,14 +190,16 @@ def summarise(names: list[str]) -> None:
             "final_labelled_f1": lab[-1][1], "final_ssdomain_f1": c.get("val/ssdomain/f1", [(0, float("nan"))])[-1][1],
             "final_ssdomain_blank": c.get("val/ssdomain/blank_fraction", [(0, float("nan"))])[-1][1],
             "wall_s": json.loads(timing.read_text())["seconds"] if timing.exists() else float("nan"),
+            "on_grid_peaks": {stream: v["peaks"] for stream, v in on_grid.items()},
         }
     (DOCS / "results.json").write_text(json.dumps(results, indent=2))
     lines = ["| condition | steps | best labelled val F1 (step) | SS-domain F1 there | final labelled F1 "
-             "| final SS-domain F1 | SS-domain blank frames | wall (s) |", "|---|---|---|---|---|---|---|---|"]
+             "| final SS-domain F1 | SS-domain blank frames | peaks on semitone bins (labelled / SS domain) | wall (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['steps']} | {r['best_labelled_f1']:.3f} ({r['best_step']}) | {r['ssdomain_f1_at_best']:.3f} "
                      f"| {r['final_labelled_f1']:.3f} | {r['final_ssdomain_f1']:.3f} | {r['final_ssdomain_blank']:.2f} "
-                     f"| {r['wall_s']:.0f} |")
+                     f"| {grid_cell(r['on_grid_peaks'])} | {r['wall_s']:.0f} |")
     (DOCS / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if not curves:
@@ -206,6 +217,44 @@ def summarise(names: list[str]) -> None:
     plt.close(figure)
 
 
+def on_grid_fraction(cells: "torch.Tensor") -> float:
+    """Fraction of the active cells of a ``(bins, frames)`` bool map whose bin is a semitone's
+    (bin ``k`` is MIDI ``21 + k / 5``: a multiple of 5); 0.2 for pitches spread evenly
+    between semitones, 1.0 for a model locked to the semitone grid."""
+    bins = cells.nonzero()[:, 0]
+    return float((bins % 5 == 0).float().mean()) if len(bins) else float("nan")
+
+
+def grid_probe(name: str, threshold: float = 0.5) -> dict:
+    """Is the model of condition ``name`` (its ``best.ckpt``) locked to the semitone grid? Per
+    validation stream: the on-grid fraction of its output peaks (local maxima along pitch at
+    or above ``threshold``) and of the true pitches' nearest bins (issue 12's first cause: a
+    model trained on in-tune chorales put 99-100 % of its peaks on semitone bins)."""
+    import torch
+
+    from mpe_ssl.cli import lightning_cli
+    from mpe_ssl.systems.system import load_system
+    from mpe_ssl.transcribe import transcribe_audio
+
+    config = RUNS / name / "config.yaml"
+    checkpoint = sorted((RUNS / name).glob("version_*/best.ckpt"), key=lambda p: int(p.parent.name[8:]))[-1]
+    system = load_system(str(checkpoint))
+    datamodule = lightning_cli(["--config", str(config)], run=False).datamodule
+    datamodule.setup("validate")
+    result = {}
+    for stream, dataset in zip(datamodule.val_streams, datamodule.datasets["val"]):
+        peaks, truth = [], []
+        for i in range(len(dataset)):
+            item = dataset[i]
+            with torch.inference_mode():
+                salience = transcribe_audio(system, item["audio"].numpy())
+            padded = torch.nn.functional.pad(salience, (0, 0, 1, 1))
+            peaks.append((salience >= threshold) & (salience >= padded[:-2]) & (salience > padded[2:]))
+            truth.append(item["targets"][:, : salience.shape[1]] > 0)
+        result[stream] = {"peaks": on_grid_fraction(torch.cat(peaks, 1)), "truth": on_grid_fraction(torch.cat(truth, 1))}
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", default=["closed", "share", "remedy"], choices=["closed", "share", "remedy"])
@@ -217,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--complexity", type=int, default=3)
     parser.add_argument("--labelled-batch", type=int, default=8)
+    parser.add_argument("--excerpt", type=float, default=None, help="training excerpt seconds (default: the config's 4)")
+    parser.add_argument("--tag", default=None, help="keep these runs apart: runs/ssmpe_faithful/TAG, docs/ssmpe/faithful/TAG")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers per run")
     parser.add_argument("--parallel", type=int, default=1, help="conditions fitted at once")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads per run (OMP_NUM_THREADS)")
@@ -225,14 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cli-args", default="", help="more mpe-ssl fit arguments, e.g. '--trainer.precision bf16-mixed'")
     parser.add_argument("--prepare-only", action="store_true", help="render the data and stop")
     parser.add_argument("--summarise-only", action="store_true")
+    parser.add_argument("--grid-probe", action="store_true", help="print the on-grid fraction of each condition's peaks")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    global RUNS, DOCS
     args = build_parser().parse_args(argv)
+    if args.tag:
+        RUNS, DOCS = RUNS / args.tag, DOCS / args.tag
     grid = conditions(args.groups, args.shares, args.remedy_share, args.remedies)
     if args.only:
         grid = {name: c for name, c in grid.items() if name in args.only}
+    if args.grid_probe:
+        for name in grid:
+            if list((RUNS / name).glob("version_*/best.ckpt")):
+                probe = grid_probe(name)
+                (RUNS / name / "grid_probe.json").write_text(json.dumps(probe))
+                print(name, json.dumps(probe), flush=True)
+        return
     if not args.summarise_only:
         prepare(args)
         if args.prepare_only:

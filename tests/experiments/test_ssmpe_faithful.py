@@ -3,6 +3,8 @@ the condition's terms, remedy and SS share of the batch."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import yaml
 
@@ -40,3 +42,26 @@ def test_every_condition_writes_a_config_the_cli_accepts(script, tmp_path, capsy
     assert grid["remedy/ema+confidence"]["model"]["target_network"] == "ema"
     assert grid["remedy/energy"]["model"]["balanced_terms"] == ["energy", "sparsity"]
     assert grid["closed/+geometric"]["model"]["weights"] == {"supervised": 1.0, "geometric": 1.0}
+
+
+def test_a_shorter_excerpt_reaches_both_training_streams_and_keeps_the_quarter_shift(script, tmp_path):
+    args = script.build_parser().parse_args(["--excerpt", "2.0", "--labelled-batch", "4", "--tag", "cpu"])
+    path = script.make_config("share/s4", script.conditions(["share"], [4], 4, [])["share/s4"], args, runs=tmp_path)
+    config = yaml.safe_load(path.read_text())
+    data = config["data"]["init_args"]
+    assert data["excerpt_seconds"] == 2.0 and data["train_streams"][0]["batch_size"] == 4
+    assert data["train_streams"][1]["dataset"]["init_args"]["excerpt_seconds"] == 2.0
+    assert data["val_streams"][1]["dataset"]["init_args"]["excerpt_seconds"] == 8.0  # evaluation unchanged
+    assert config["model"]["init_args"]["max_shift_fraction"] == 0.25
+
+
+def test_the_grid_probe_counts_peaks_on_semitone_bins(script):
+    import torch
+
+    locked = torch.zeros(440, 4, dtype=torch.bool)
+    locked[[100, 205, 300], :] = True  # MIDI 41, 62, 81: semitone bins
+    assert script.on_grid_fraction(locked) == 1.0
+    spread = torch.zeros(440, 5, dtype=torch.bool)
+    spread[torch.arange(200, 205), torch.arange(5)] = True  # one pitch every fifth of a semitone
+    assert script.on_grid_fraction(spread) == pytest.approx(0.2)
+    assert math.isnan(script.on_grid_fraction(torch.zeros(440, 3, dtype=torch.bool)))
