@@ -293,7 +293,8 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=8)
     parser.add_argument("--excerpt", type=float, default=30.0)
     parser.add_argument("--tasks", nargs="+", default=["piano", "ensemble"], choices=("piano", "ensemble"))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                        help="default: every method, ae_pretrained only with --pretrained")
     parser.add_argument("--warps", nargs="+", type=float, default=[0.0, 0.2, 0.5])
     parser.add_argument("--overrides", default="{}", help="JSON of SeparationSettings fields for every AE/NMF run")
     parser.add_argument("--pretrained", default=None, help="checkpoint of `mpe-ssl fit --config separation` for ae_pretrained")
@@ -307,6 +308,10 @@ def main() -> None:
     parser.add_argument("--speed-lambdas", nargs="+", type=float, default=[1.0], help="activity weights λ to compare at")
     parser.add_argument("--plot-speed", nargs="+", default=None, metavar="JSON", help="redraw saved speed JSONs")
     args = parser.parse_args()
+    if args.methods is None:
+        args.methods = [m for m in METHODS if m != "ae_pretrained" or args.pretrained]
+    if "ae_pretrained" in args.methods and not args.pretrained:
+        parser.error("--methods ae_pretrained needs --pretrained CKPT")
     if args.plot_speed:
         for path in map(Path, args.plot_speed):
             plot_speed(json.loads(path.read_text()), path.with_suffix(".png"))

@@ -57,12 +57,12 @@ from mpe_ssl.systems.score_informed import ScoreInformedAE, default_frontend
 
 METHODS = ("nmf", "ae")
 #: ``--harmonic-prior`` (not in the paper; docs/separation): ``f`` one linear non-negative
-#: layer holding the templates of score-informed NMF (harmonic combs refined by 100
+#: layer holding the templates of score-informed NMF (harmonic combs refined by 50
 #: multiplicative updates on the recording), NMF's two units per class, a softplus
 #: representation; ``h`` sees 2 context frames each side of the lowest 256 bins; 300 steps
 #: (chosen on 4 val pieces: docs/separation/README.md). Without a prior the units of a
 #: from-scratch ``f`` never become pitch-specific.
-HARMONIC_PRIOR = {"units_per_class": 2, "synthesis_layers": 1, "harmonic_prior": True, "prior_nmf_iterations": 100,
+HARMONIC_PRIOR = {"units_per_class": 2, "synthesis_layers": 1, "harmonic_prior": True, "prior_nmf_iterations": 50,
                   "representation": "softplus", "context": 2, "input_bins": 256, "iterations": 300}
 
 
