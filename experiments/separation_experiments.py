@@ -44,8 +44,9 @@ METHODS = {
     "ae": {"method": "ae", "nonnegative_synthesis": False},
     "ae_nonneg": {"method": "ae", "nonnegative_synthesis": True},
     "ae_nonneg_ctx": {"method": "ae", "nonnegative_synthesis": True, "context": 2},
-    # not in the paper: a harmonic prior in f (one linear non-negative layer started from NMF's
-    # initial templates), NMF's two units per class, a softplus representation
+    # not in the paper: a harmonic prior in f (one linear non-negative layer started from the
+    # templates of score-informed NMF fitted to the recording), NMF's two units per class, a
+    # softplus representation
     "ae_prior": {"method": "ae", **HARMONIC_PRIOR},
     # fine-tuned per piece from a model trained over the train split (--pretrained CKPT)
     "ae_pretrained": {"method": "ae"},
