@@ -41,6 +41,8 @@ OUT = ROOT / "docs" / "separation"
 UPPER, LOWER = ("Soprano", "Alto"), ("Tenor", "Bass")
 METHODS = {
     "nmf": {"method": "nmf"},
+    # NMF at the update count of the tables before 2026-11-27 (fourth session): 100, not 25
+    "nmf_100": {"method": "nmf", "nmf_iterations": 100},
     "ae": {"method": "ae", "nonnegative_synthesis": False},
     "ae_nonneg": {"method": "ae", "nonnegative_synthesis": True},
     "ae_nonneg_ctx": {"method": "ae", "nonnegative_synthesis": True, "context": 2},

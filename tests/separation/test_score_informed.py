@@ -151,6 +151,11 @@ def test_the_harmonic_prior_starts_f_at_nmfs_templates_and_the_step_size_decays(
         replace_iterations(settings, 1, pretrained="model.ckpt").check()
     with pytest.raises(MpeSslError, match="freeze_templates: a setting of the harmonic prior"):
         SeparationSettings(freeze_templates=True).check()
+    # settings of the autoencoder are refused with NMF, not silently ignored
+    with pytest.raises(MpeSslError, match="harmonic_prior: a setting of method 'ae', not 'nmf'"):
+        replace_iterations(settings, 1, method="nmf").check()
+    with pytest.raises(MpeSslError, match="pretrained: a setting of method 'ae', not 'nmf'"):
+        SeparationSettings(method="nmf", pretrained="model.ckpt").check()
     with pytest.raises(MpeSslError, match="harmonic_prior: the fit needs the score's unit layout"):
         fit_autoencoder(piece["V"], piece["L"], settings)
 
