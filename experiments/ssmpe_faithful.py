@@ -165,6 +165,14 @@ def grid_cell(on_grid: dict) -> str:
     return " / ".join(f"{on_grid[s]:.2f}" for s in ("labelled", "ssdomain") if s in on_grid) or "-"
 
 
+def conditions_run() -> list[str]:
+    """Every condition with a CSV log under ``RUNS`` (whichever invocation ran it), in the
+    grid's order (closed, share, remedy), then any other name."""
+    found = {p.parent.relative_to(RUNS).as_posix() for p in RUNS.glob("*/*/csv")}
+    order = [n for n in conditions(["closed", "share", "remedy"], [2, 4, 8, 16], 16, list(REMEDIES)) if n in found]
+    return order + sorted(found - set(order))
+
+
 def summarise(names: list[str]) -> None:
     """Table (markdown + json) and F1 curves of every condition run so far, to ``docs/ssmpe/faithful``."""
     import matplotlib
@@ -300,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.prepare_only:
             return
         run_all(grid, args)
-    summarise(list(grid))
+    summarise(conditions_run())  # the whole tag's table, not only this invocation's groups
 
 
 if __name__ == "__main__":

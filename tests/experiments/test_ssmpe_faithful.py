@@ -65,3 +65,17 @@ def test_the_grid_probe_counts_peaks_on_semitone_bins(script):
     spread[torch.arange(200, 205), torch.arange(5)] = True  # one pitch every fifth of a semitone
     assert script.on_grid_fraction(spread) == pytest.approx(0.2)
     assert math.isnan(script.on_grid_fraction(torch.zeros(440, 3, dtype=torch.bool)))
+
+
+def test_the_summary_keeps_every_condition_run_under_the_tag(script, tmp_path, monkeypatch):
+    # a later invocation with other groups (share) must not drop the earlier ones (closed)
+    monkeypatch.setattr(script, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(script, "DOCS", tmp_path / "docs")
+    for name, f1 in (("share/s2", 0.0), ("closed/supervised", 0.7), ("remedy/ema", 0.5)):
+        folder = tmp_path / "runs" / name / "csv" / "version_0"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(f"step,val/labelled/f1,val/ssdomain/f1\n249,{f1},{f1}\n")
+    assert script.conditions_run() == ["closed/supervised", "share/s2", "remedy/ema"]
+    script.main(["--tag", "", "--groups", "share", "--shares", "2", "--summarise-only"])
+    table = (tmp_path / "docs" / "table.md").read_text()
+    assert all(f"| {name} | 250 |" in table for name in ("closed/supervised", "share/s2", "remedy/ema")), table
