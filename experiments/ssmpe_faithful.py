@@ -108,8 +108,35 @@ def command(name: str, condition: dict, args: argparse.Namespace) -> list[str]:
     # each fit writes its checkpoints under the next free version_N: resume from the newest
     lasts = sorted(config.parent.glob("version_*/last.ckpt"), key=lambda p: int(p.parent.name[8:]))
     resume = ["--ckpt_path", str(lasts[-1])] if lasts else []
-    limit = ["--trainer.max_time", args.max_time] if args.max_time else []
+    limit = ["--trainer.max_time", invocation_limit(args.max_time, lasts[-1] if lasts else None)] if args.max_time else []
     return [sys.executable, "-m", "mpe_ssl.cli", "fit", "--config", str(config), *resume, *limit, *args.cli_args.split()]
+
+
+def trained_seconds(checkpoint: Path) -> float:
+    """Training seconds that Lightning's ``Timer`` had counted when ``checkpoint`` was saved (0 if none)."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    timer = state.get("callbacks", {}).get("Timer", {})
+    return float(timer.get("time_elapsed", {}).get("train", 0.0))
+
+
+def invocation_limit(max_time: str, checkpoint: Path | None) -> str:
+    """``--trainer.max_time`` for this invocation: ``max_time`` (DD:HH:MM:SS) more than the resumed
+    checkpoint had trained. Lightning restores its ``Timer``'s count with the checkpoint, so the plain
+    value would end a resumed fit at once."""
+    days, hours, minutes, seconds = (int(x) for x in max_time.split(":"))
+    total = int(((days * 24 + hours) * 60 + minutes) * 60 + seconds + (trained_seconds(checkpoint) if checkpoint else 0))
+    return f"{total // 86400:02d}:{total % 86400 // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+
+
+def add_wall_time(run: Path, seconds: float, returncode: int) -> None:
+    """Add an invocation's wall time to ``run/time.json`` (a resumed condition's total is every
+    invocation's sum)."""
+    path = run / "time.json"
+    before = json.loads(path.read_text()) if path.exists() else {"seconds": 0.0, "invocations": 0}
+    total = {"seconds": before["seconds"] + seconds, "returncode": returncode, "invocations": before.get("invocations", 1) + 1}
+    path.write_text(json.dumps(total))
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -125,7 +152,7 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def run_all(grid: dict[str, dict], args: argparse.Namespace) -> None:
-    """Fit every condition, ``args.parallel`` at a time; wall times to ``<run>/time.json``."""
+    """Fit every condition, ``args.parallel`` at a time; wall times added up in ``<run>/time.json``."""
     env = {**os.environ}
     if args.threads:
         env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -145,7 +172,7 @@ def run_all(grid: dict[str, dict], args: argparse.Namespace) -> None:
                 running.remove(item)
                 log.close()
                 seconds = time.time() - start
-                (RUNS / name / "time.json").write_text(json.dumps({"seconds": seconds, "returncode": process.returncode}))
+                add_wall_time(RUNS / name, seconds, process.returncode)
                 print(f"finished {name}: rc {process.returncode}, {seconds:.0f} s", flush=True)
 
 

@@ -3,6 +3,7 @@ the condition's terms, remedy and SS share of the batch."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -79,3 +80,23 @@ def test_the_summary_keeps_every_condition_run_under_the_tag(script, tmp_path, m
     script.main(["--tag", "", "--groups", "share", "--shares", "2", "--summarise-only"])
     table = (tmp_path / "docs" / "table.md").read_text()
     assert all(f"| {name} | 250 |" in table for name in ("closed/supervised", "share/s2", "remedy/ema")), table
+
+
+def test_a_resumed_fit_gets_max_time_more_than_its_checkpoint_had_trained(script, tmp_path, monkeypatch):
+    # Lightning restores the Timer's count from the checkpoint: the plain --max-time would stop at once
+    import torch
+
+    monkeypatch.setattr(script, "RUNS", tmp_path)
+    args = script.build_parser().parse_args(["--max-time", "00:01:10:00"])
+    condition = script.conditions(["share"], [2], 2, [])["share/s2"]
+    fresh = script.command("share/s2", condition, args)
+    assert fresh[fresh.index("--trainer.max_time") + 1] == "00:01:10:00" and "--ckpt_path" not in fresh
+    (tmp_path / "share/s2/version_0").mkdir(parents=True)
+    torch.save({"callbacks": {"Timer": {"time_elapsed": {"train": 4500.4, "validate": 10.0}}}},
+               tmp_path / "share/s2/version_0/last.ckpt")
+    resumed = script.command("share/s2", condition, args)
+    assert resumed[resumed.index("--trainer.max_time") + 1] == "00:02:25:00"  # 1 h 15 min trained + 1 h 10 min
+    assert resumed[resumed.index("--ckpt_path") + 1].endswith("version_0/last.ckpt")
+    script.add_wall_time(tmp_path / "share/s2", 100.0, 0)
+    script.add_wall_time(tmp_path / "share/s2", 50.0, 1)
+    assert json.loads((tmp_path / "share/s2/time.json").read_text()) == {"seconds": 150.0, "returncode": 1, "invocations": 2}
