@@ -43,12 +43,13 @@ METHODS = {
     "nmf": {"method": "nmf"},
     # NMF at the update count of the tables before 2026-11-27 (fourth session): 100, not 25
     "nmf_100": {"method": "nmf", "nmf_iterations": 100},
+    "nmf_p2": {"method": "nmf", "nmf_units_per_class": 2},  # NMF's units per class before 2026-11-27 (fifth session): 2, not 3
     "ae": {"method": "ae", "nonnegative_synthesis": False},
     "ae_nonneg": {"method": "ae", "nonnegative_synthesis": True},
     "ae_nonneg_ctx": {"method": "ae", "nonnegative_synthesis": True, "context": 2},
     # not in the paper: a harmonic prior in f (one linear non-negative layer started from the
-    # templates of score-informed NMF fitted to the recording), NMF's two units per class, a
-    # softplus representation
+    # templates of score-informed NMF fitted to the recording), three units per class, a
+    # softplus representation, a temporal-continuity cost (HARMONIC_PRIOR)
     "ae_prior": {"method": "ae", **HARMONIC_PRIOR},
     # fine-tuned per piece from a model trained over the train split (--pretrained CKPT)
     "ae_pretrained": {"method": "ae"},

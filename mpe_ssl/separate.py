@@ -58,12 +58,14 @@ from mpe_ssl.systems.score_informed import ScoreInformedAE, default_frontend
 METHODS = ("nmf", "ae")
 #: ``--harmonic-prior`` (not in the paper; docs/separation): ``f`` one linear non-negative
 #: layer holding the templates of score-informed NMF (harmonic combs refined by 50
-#: multiplicative updates on the recording), NMF's two units per class, a softplus
-#: representation; ``h`` sees 2 context frames each side of the lowest 256 bins; 300 steps
-#: (chosen on 4 val pieces: docs/separation/README.md). Without a prior the units of a
-#: from-scratch ``f`` never become pitch-specific.
-HARMONIC_PRIOR = {"units_per_class": 2, "synthesis_layers": 1, "harmonic_prior": True, "prior_nmf_iterations": 50,
-                  "representation": "softplus", "context": 2, "input_bins": 256, "iterations": 300}
+#: multiplicative updates on the recording), three units per class (one onset, two sustain:
+#: the paper's P = 3), a softplus representation; ``h`` sees 2 context frames each side of the
+#: lowest 256 bins; 300 steps; a temporal-continuity cost (weight 100) on the score-masked
+#: representation (chosen on val pieces: docs/separation/README.md). Without a prior the units
+#: of a from-scratch ``f`` never become pitch-specific.
+HARMONIC_PRIOR = {"units_per_class": 3, "synthesis_layers": 1, "harmonic_prior": True, "prior_nmf_iterations": 50,
+                  "representation": "softplus", "context": 2, "input_bins": 256, "iterations": 300,
+                  "continuity_weight": 100.0}
 
 
 @dataclass
@@ -72,7 +74,9 @@ class SeparationSettings:
 
     ``units_per_class``, ``free_units``, ``tolerance``: the weak labels (P, free units,
     seconds). NMF: ``nmf_iterations`` multiplicative updates (25, chosen on val: more overfit
-    the labels' slack, 100 lose 0.3 dB), ``nmf_units_per_class``. ``mask_power``: the soft
+    the labels' slack, 100 lose 0.3 dB), ``nmf_units_per_class`` (3, NMF's best on val: 0.17 dB
+    above 2 and 0.13 above 4), ``continuity_weight`` (AE: a temporal-continuity cost on the
+    score-masked representation, :func:`~mpe_ssl.systems.score_informed.frame_to_frame_change`). ``mask_power``: the soft
     masks share each bin in proportion to the estimates to this power (2: the Wiener filter,
     0.5 dB above magnitude ratios for every method on val; docs/separation).
     AE: ``iterations`` full-batch Adam steps at ``lr``, the first ``dropout_fraction`` of
@@ -95,11 +99,12 @@ class SeparationSettings:
     tolerance: float = 0.5
     units_per_class: int = 3
     free_units: int = 0
-    nmf_units_per_class: int = 2
+    nmf_units_per_class: int = 3
     nmf_iterations: int = 25
     iterations: int = 400
     dropout_fraction: float = 0.5
     activity_weight: float = 1.0
+    continuity_weight: float = 0.0
     lr: float = 1e-3
     hidden: int = 512
     context: int = 0
@@ -236,7 +241,8 @@ def fit_autoencoder(V: torch.Tensor, L: torch.Tensor, settings: SeparationSettin
     schedule = (functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=settings.iterations)
                 if settings.lr_decay else None)
     system = ScoreInformedAE(network, dropout_steps=round(settings.iterations * settings.dropout_fraction),
-                             activity_weight=settings.activity_weight, lr=settings.lr, track_objective=track_objective,
+                             activity_weight=settings.activity_weight, continuity_weight=settings.continuity_weight,
+                             lr=settings.lr, track_objective=track_objective,
                              lr_scheduler=schedule)
     accelerator = "gpu" if settings.device.startswith("cuda") else "cpu"
     trainer = Trainer(max_steps=settings.iterations, accelerator=accelerator, devices=1, logger=False,

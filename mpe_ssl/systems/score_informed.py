@@ -59,6 +59,18 @@ def activity_outside(representation: Tensor, labels: Tensor) -> Tensor:
     return ((1.0 - labels) * representation).pow(2).sum(dim=-2).mean()
 
 
+def frame_to_frame_change(representation: Tensor) -> Tensor:
+    """``‖R[:, :, t] − R[:, :, t−1]‖²`` per frame, averaged over batch and frames (a temporal
+    continuity cost; 0 for ``frames`` < 2).
+
+    Args:
+        representation: ``R (batch, units, frames)``.
+    """
+    if representation.shape[-1] < 2:
+        return representation.new_zeros(())
+    return representation.diff(dim=-1).pow(2).sum(dim=-2).mean()
+
+
 class ScoreInformedAE(System):
     """Structured autoencoder trained on a recording and its score's weak labels.
 
@@ -70,6 +82,8 @@ class ScoreInformedAE(System):
         dropout_steps: switch from ``dropout`` to ``penalty`` at this global step (None:
             only a callback switches).
         activity_weight: λ of the activity penalty.
+        continuity_weight: weight of a temporal-continuity cost on the score-masked
+            representation ``L ⊙ h(V)`` (:func:`frame_to_frame_change`; not in the paper; 0: off).
         lr: Adam's step size (the paper: a tenth of the default, 1e-4).
         normalize: divide each item's ``V`` by its mean.
         track_objective: also log the penalty objective during the dropout stage (one more
@@ -88,6 +102,7 @@ class ScoreInformedAE(System):
         stage: str = "dropout",
         dropout_steps: int | None = None,
         activity_weight: float = 1.0,
+        continuity_weight: float = 0.0,
         lr: float = 1e-4,
         normalize: bool = True,
         track_objective: bool = False,
@@ -103,6 +118,8 @@ class ScoreInformedAE(System):
             raise MpeSslError(f"dropout_steps: {dropout_steps} must be >= 0 (or null)")
         if activity_weight < 0:
             raise MpeSslError(f"activity_weight: {activity_weight} must be >= 0")
+        if continuity_weight < 0:
+            raise MpeSslError(f"continuity_weight: {continuity_weight} must be >= 0")
         if lr <= 0:
             raise MpeSslError(f"lr: {lr} must be > 0")
         self.network = network
@@ -152,7 +169,8 @@ class ScoreInformedAE(System):
             self.stage = "penalty"
 
     def stage_loss(self, V: Tensor, L: Tensor) -> dict[str, Tensor]:
-        """The current stage's ``loss`` and its parts (``divergence``, ``activity``)."""
+        """The current stage's ``loss`` and its parts (``divergence``, ``activity``; ``continuity``
+        when weighted)."""
         reconstruction, representation = self.network(V, L if self.stage == "dropout" else None)
         parts = {"divergence": generalized_kl(V, reconstruction), "activity": activity_outside(representation, L)}
         if self.stage == "dropout":
@@ -164,6 +182,9 @@ class ScoreInformedAE(System):
         else:
             parts["loss"] = parts["divergence"] + self.hparams.activity_weight * parts["activity"]
             parts["objective"] = parts["loss"].detach()
+        if self.hparams.continuity_weight:
+            parts["continuity"] = frame_to_frame_change(L * representation)
+            parts["loss"] = parts["loss"] + self.hparams.continuity_weight * parts["continuity"]
         return parts
 
     def training_loss(self, streams: dict[str, dict]) -> Tensor:

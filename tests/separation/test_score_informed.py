@@ -16,7 +16,7 @@ from mpe_ssl.errors import MpeSslError
 from mpe_ssl.models import StructuredAutoencoder
 from mpe_ssl.separate import _OnePiece
 from mpe_ssl.systems import ScoreInformedAE, load_system
-from mpe_ssl.systems.score_informed import activity_outside, default_frontend
+from mpe_ssl.systems.score_informed import activity_outside, default_frontend, frame_to_frame_change
 
 SECONDS = 6.0
 
@@ -164,3 +164,20 @@ def replace_iterations(settings, iterations: int, **changes):
     from dataclasses import replace
 
     return replace(settings, iterations=iterations, lr_decay=False, **changes)
+
+
+def test_the_continuity_cost_smooths_the_representation_over_frames(piece):
+    # frame_to_frame_change is 0 for a constant representation and the squared step otherwise
+    steady = torch.ones(1, 4, 10)
+    assert float(frame_to_frame_change(steady)) == 0.0
+    assert float(frame_to_frame_change(torch.tensor([[[0.0, 2.0, 2.0]]]))) == pytest.approx(2.0)  # (4 + 0) / 2 frames
+    changes = []
+    for weight in (0.0, 100.0):
+        system = _system(piece, dropout_steps=0, continuity_weight=weight)
+        _fit(system, piece, 40)
+        with torch.no_grad():
+            _, R = system.network(system.spectrogram({"features": piece["V"][None]}))
+        changes.append(float(frame_to_frame_change(piece["L"][None] * R)))
+    assert changes[1] < 0.5 * changes[0], changes
+    with pytest.raises(MpeSslError, match="continuity_weight"):
+        _system(piece, continuity_weight=-1.0)
