@@ -200,6 +200,16 @@ def conditions_run() -> list[str]:
     return order + sorted(found - set(order))
 
 
+def ss_share(name: str) -> int | None:
+    """SS-only samples per training batch of condition ``name``, read from its ``config.yaml``
+    (0: no SS-only stream; None: no config)."""
+    config = RUNS / name / "config.yaml"
+    if not config.exists():
+        return None
+    streams = yaml.safe_load(config.read_text())["data"]["init_args"]["train_streams"]
+    return sum(stream["batch_size"] for stream in streams[1:])
+
+
 def summarise(names: list[str]) -> None:
     """Table (markdown + json) and F1 curves of every condition run so far, to ``docs/ssmpe/faithful``."""
     import matplotlib
@@ -219,6 +229,7 @@ def summarise(names: list[str]) -> None:
         timing, probe = RUNS / name / "time.json", RUNS / name / "grid_probe.json"
         on_grid = json.loads(probe.read_text()) if probe.exists() else {}
         results[name] = {
+            "ss_share": ss_share(name),
             "steps": lab[-1][0] + 1,
             "best_labelled_f1": best_f1, "best_step": best_step,
             "ssdomain_f1_at_best": ood.get(best_step, float("nan")),
@@ -228,11 +239,12 @@ def summarise(names: list[str]) -> None:
             "on_grid_peaks": {stream: v["peaks"] for stream, v in on_grid.items()},
         }
     (DOCS / "results.json").write_text(json.dumps(results, indent=2))
-    lines = ["| condition | steps | best labelled val F1 (step) | SS-domain F1 there | final labelled F1 "
+    lines = ["| condition | SS share | steps | best labelled val F1 (step) | SS-domain F1 there | final labelled F1 "
              "| final SS-domain F1 | SS-domain blank frames | peaks on semitone bins (labelled / SS domain) | wall (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['steps']} | {r['best_labelled_f1']:.3f} ({r['best_step']}) | {r['ssdomain_f1_at_best']:.3f} "
+        share = "-" if r["ss_share"] is None else r["ss_share"]
+        lines.append(f"| {name} | {share} | {r['steps']} | {r['best_labelled_f1']:.3f} ({r['best_step']}) | {r['ssdomain_f1_at_best']:.3f} "
                      f"| {r['final_labelled_f1']:.3f} | {r['final_ssdomain_f1']:.3f} | {r['final_ssdomain_blank']:.2f} "
                      f"| {grid_cell(r['on_grid_peaks'])} | {r['wall_s']:.0f} |")
     (DOCS / "table.md").write_text("\n".join(lines) + "\n")

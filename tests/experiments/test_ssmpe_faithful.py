@@ -77,9 +77,13 @@ def test_the_summary_keeps_every_condition_run_under_the_tag(script, tmp_path, m
         folder.mkdir(parents=True)
         (folder / "metrics.csv").write_text(f"step,val/labelled/f1,val/ssdomain/f1\n249,{f1},{f1}\n")
     assert script.conditions_run() == ["closed/supervised", "share/s2", "remedy/ema"]
+    args = script.build_parser().parse_args(["--steps", "250"])
+    script.make_config("remedy/ema", script.conditions(["remedy"], [], 4, ["ema"])["remedy/ema"], args, tmp_path / "runs")
     script.main(["--tag", "", "--groups", "share", "--shares", "2", "--summarise-only"])
     table = (tmp_path / "docs" / "table.md").read_text()
-    assert all(f"| {name} | 250 |" in table for name in ("closed/supervised", "share/s2", "remedy/ema")), table
+    # the SS share of each row comes from its own config (none written for the first two)
+    assert all(f"| {name} | - | 250 |" in table for name in ("closed/supervised", "share/s2")), table
+    assert "| remedy/ema | 4 | 250 |" in table, table
 
 
 def test_a_resumed_fit_gets_max_time_more_than_its_checkpoint_had_trained(script, tmp_path, monkeypatch):
