@@ -8,16 +8,19 @@ detuned chorales, with out-of-domain self-supervision-only audio) fitted from sc
   trained on, so ``closed/supervised`` is "supervised alone on that domain";
 - ``share/s<K>``: all three self-supervised terms, K self-supervision-only samples per batch
   beside the 8 labelled ones (the paper: K in {2, 4, 8, 16});
-- ``remedy/<name>``: ``share/s<K>`` (``--remedy-share``) plus one collapse remedy:
-  ``stopgrad`` (detached targets), ``ema`` (an EMA teacher's targets), ``confidence``
-  (targets counted only where near 0 or 1), ``ema+confidence``, ``intl`` (IterNorm whitening
+- ``remedy/<name>``: ``share/s<K>`` (``--remedy-share``; ``--share-in-name`` names it
+  ``remedy/<name>-s<K>``) plus one collapse remedy:
+  ``stopgrad`` (detached targets), ``ema`` (an EMA teacher's targets), ``ema-warmup`` (its
+  decay ramped up as in the mean teacher), ``confidence`` (targets counted only where near 0
+  or 1), ``ema+confidence``, ``intl`` (IterNorm whitening
   + trace loss on the SS-only latents), ``energy`` (energy + sparsity terms on the SS-only
   samples, rescaled each step to the supervised term's magnitude).
 
 Each condition fits in its own folder ``runs/ssmpe_faithful/<condition>`` (resumable: a rerun
 continues from its newest ``version_N/last.ckpt``); ``--parallel N`` runs N conditions at once (e.g. on a GPU,
 or one per CPU core with ``--threads 1``). The summary (table + curves) goes to
-``docs/ssmpe/faithful/`` from the runs' ``metrics.csv``.
+``docs/ssmpe/faithful/`` from the runs' ``metrics.csv``; its ``results.json`` keeps each condition's row
+and curves for later checkouts, whose ``runs/`` starts empty.
 
 Usage:
     python experiments/ssmpe_faithful.py --groups closed share remedy --steps 1500 [--complexity 2]
@@ -49,6 +52,7 @@ SS_TERMS = {"timbre": 1.0, "percussion": 1.0, "geometric": 1.0}
 REMEDIES = {
     "stopgrad": {"stop_gradient": True},
     "ema": {"target_network": "ema", "ema_decay": 0.99},
+    "ema-warmup": {"target_network": "ema", "ema_decay": 0.99, "ema_warmup": True},
     "confidence": {"target_confidence": 0.8},
     "ema+confidence": {"target_network": "ema", "ema_decay": 0.99, "target_confidence": 0.8},
     "intl": {"weights": {"intl": 1.0}},  # on the SS-only stream's latents (intl_streams' default)
@@ -56,8 +60,13 @@ REMEDIES = {
 }
 
 
-def conditions(groups: list[str], shares: list[int], remedy_share: int, remedies: list[str]) -> dict[str, dict]:
-    """name -> {"model": init_args to set, "share": SS-only samples per batch (0: none)}."""
+def conditions(
+    groups: list[str], shares: list[int], remedy_share: int, remedies: list[str], share_in_name: bool = False
+) -> dict[str, dict]:
+    """name -> {"model": init_args to set, "share": SS-only samples per batch (0: none)}.
+
+    ``share_in_name`` names the remedies ``remedy/<name>-s<K>``, to run one remedy at several shares.
+    """
     grid: dict[str, dict] = {}
     if "closed" in groups:
         grid["closed/supervised"] = {"model": {"weights": {"supervised": 1.0}}, "share": 0}
@@ -71,7 +80,8 @@ def conditions(groups: list[str], shares: list[int], remedy_share: int, remedies
         for name in remedies:
             remedy = copy.deepcopy(REMEDIES[name])
             weights = {"supervised": 1.0, **SS_TERMS, **remedy.pop("weights", {})}
-            grid[f"remedy/{name}"] = {"model": {"weights": weights, **remedy}, "share": remedy_share}
+            suffix = f"-s{remedy_share}" if share_in_name else ""
+            grid[f"remedy/{name}{suffix}"] = {"model": {"weights": weights, **remedy}, "share": remedy_share}
     return grid
 
 
@@ -193,9 +203,14 @@ def grid_cell(on_grid: dict) -> str:
 
 
 def conditions_run() -> list[str]:
-    """Every condition with a CSV log under ``RUNS`` (whichever invocation ran it), in the
-    grid's order (closed, share, remedy), then any other name."""
-    found = {p.parent.relative_to(RUNS).as_posix() for p in RUNS.glob("*/*/csv")}
+    """Every condition with a CSV log under ``RUNS`` (whichever invocation ran it), in
+    :func:`grid_order`."""
+    return grid_order({p.parent.relative_to(RUNS).as_posix() for p in RUNS.glob("*/*/csv")})
+
+
+def grid_order(names) -> list[str]:
+    """``names`` in the grid's order (closed, share, remedy), then any other name sorted."""
+    found = set(names)
     order = [n for n in conditions(["closed", "share", "remedy"], [2, 4, 8, 16], 16, list(REMEDIES)) if n in found]
     return order + sorted(found - set(order))
 
@@ -211,19 +226,25 @@ def ss_share(name: str) -> int | None:
 
 
 def summarise(names: list[str]) -> None:
-    """Table (markdown + json) and F1 curves of every condition run so far, to ``docs/ssmpe/faithful``."""
+    """Table (markdown + json) and F1 curves of every condition run so far, to ``docs/ssmpe/faithful``.
+
+    ``runs/`` does not outlive a checkout, so ``results.json`` is the record: each row keeps its
+    validation curves (``curves``: metric -> [[step, value]]), a condition re-run here replaces
+    its row, and the rows of conditions with no run folder here are kept as they were. The
+    figure draws every row that has curves (rows summarised before curves were stored have none).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     DOCS.mkdir(parents=True, exist_ok=True)
-    results, curves = {}, {}
+    record = DOCS / "results.json"
+    results = json.loads(record.read_text()) if record.exists() else {}
     for name in names:
         c = read_curves(name)
-        if not c.get("val/labelled/f1"):
+        if not c.get("val/labelled/f1"):  # not validated yet: an earlier row stays
             continue
-        curves[name] = c
         lab, ood = c["val/labelled/f1"], dict(c.get("val/ssdomain/f1", []))
         best_step, best_f1 = max(lab, key=lambda p: p[1])
         timing, probe = RUNS / name / "time.json", RUNS / name / "grid_probe.json"
@@ -237,8 +258,11 @@ def summarise(names: list[str]) -> None:
             "final_ssdomain_blank": c.get("val/ssdomain/blank_fraction", [(0, float("nan"))])[-1][1],
             "wall_s": json.loads(timing.read_text())["seconds"] if timing.exists() else float("nan"),
             "on_grid_peaks": {stream: v["peaks"] for stream, v in on_grid.items()},
+            "curves": {key: [list(point) for point in points] for key, points in c.items()},
         }
-    (DOCS / "results.json").write_text(json.dumps(results, indent=2))
+    results = {name: results[name] for name in grid_order(results)}
+    curves = {name: r["curves"] for name, r in results.items() if r.get("curves")}
+    record.write_text(json.dumps(results, indent=2))
     lines = ["| condition | SS share | steps | best labelled val F1 (step) | SS-domain F1 there | final labelled F1 "
              "| final SS-domain F1 | SS-domain blank frames | peaks on semitone bins (labelled / SS domain) | wall (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -308,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shares", nargs="+", type=int, default=[2, 4, 8, 16])
     parser.add_argument("--remedies", nargs="+", default=list(REMEDIES), choices=list(REMEDIES))
     parser.add_argument("--remedy-share", type=int, default=16)
+    parser.add_argument(
+        "--share-in-name", action="store_true", help="name the remedies remedy/<name>-s<K> (one remedy at several shares)"
+    )
     parser.add_argument("--only", nargs="+", default=None, help="run only these condition names")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--val-every", type=int, default=100)
@@ -332,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.tag:
         RUNS, DOCS = RUNS / args.tag, DOCS / args.tag
-    grid = conditions(args.groups, args.shares, args.remedy_share, args.remedies)
+    grid = conditions(args.groups, args.shares, args.remedy_share, args.remedies, args.share_in_name)
     if args.only:
         grid = {name: c for name, c in grid.items() if name in args.only}
     if args.grid_probe:

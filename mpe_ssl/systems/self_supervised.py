@@ -117,6 +117,9 @@ class SelfSupervisedMPE(MPESystem):
             after every optimiser step as ``teacher = d teacher + (1 - d) network``; its
             targets carry no gradient). The teacher is saved in checkpoints (exact resume).
         ema_decay: ``d`` of the EMA teacher, in [0, 1).
+        ema_warmup: ramp the decay up as in the mean teacher, ``min(d, 1 - 1 / (t + 1))``
+            after optimiser step ``t`` (1, 2, ...): the teacher keeps up with a network that
+            changes fast early in training; False: ``d`` from the first step.
         target_confidence: when given (in (0.5, 1]), the view terms count only the target
             entries with ``max(y, 1 - y) >= target_confidence``; None: every entry (the paper).
         balanced_terms: terms whose value is rescaled each step to the supervised term's
@@ -154,6 +157,7 @@ class SelfSupervisedMPE(MPESystem):
         activation_checkpointing: bool = False,
         target_network: str = "online",
         ema_decay: float = 0.99,
+        ema_warmup: bool = False,
         target_confidence: float | None = None,
         balanced_terms: Sequence[str] = (),
         **kwargs,
@@ -295,9 +299,12 @@ class SelfSupervisedMPE(MPESystem):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Move the EMA teacher toward the network after the optimiser's step."""
         if self.teacher is not None:
+            decay = self.hparams.ema_decay
+            if self.hparams.ema_warmup:  # global_step: optimiser steps taken, this one included
+                decay = min(decay, 1.0 - 1.0 / (self.global_step + 1))
             with torch.no_grad():
                 for teacher, student in zip(self.teacher.parameters(), self.network.parameters()):
-                    teacher.lerp_(student, 1.0 - self.hparams.ema_decay)
+                    teacher.lerp_(student, 1.0 - decay)
 
     def _target_logits(self, step: _Step, index: torch.Tensor) -> torch.Tensor:
         """``(batch, bins, frames)`` logits whose sigmoid is the view terms' target.

@@ -23,6 +23,8 @@ def test_every_condition_writes_a_config_the_cli_accepts(script, tmp_path, capsy
     args = script.build_parser().parse_args(["--steps", "1600", "--complexity", "2", "--remedy-share", "8"])
     grid = script.conditions(args.groups, args.shares, args.remedy_share, args.remedies)
     assert len(grid) == 5 + 4 + len(script.REMEDIES)
+    named = script.conditions(["remedy"], [], 4, ["stopgrad"], share_in_name=True)
+    assert list(named) == ["remedy/stopgrad-s4"] and named["remedy/stopgrad-s4"]["share"] == 4
     for name, condition in grid.items():
         path = script.make_config(name, condition, args, runs=tmp_path)
         config = yaml.safe_load(path.read_text())
@@ -84,6 +86,35 @@ def test_the_summary_keeps_every_condition_run_under_the_tag(script, tmp_path, m
     # the SS share of each row comes from its own config (none written for the first two)
     assert all(f"| {name} | - | 250 |" in table for name in ("closed/supervised", "share/s2")), table
     assert "| remedy/ema | 4 | 250 |" in table, table
+
+
+def test_the_summary_keeps_the_rows_of_runs_a_new_checkout_no_longer_has(script, tmp_path, monkeypatch):
+    # runs/ is not in git: a later checkout summarising its own runs must keep the earlier rows
+    monkeypatch.setattr(script, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(script, "DOCS", tmp_path / "docs")
+
+    def log(name, rows):
+        folder = tmp_path / "runs" / name / "csv" / "version_0"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [f"{step},{lab},{ss}" for step, lab, ss in rows]
+        (folder / "metrics.csv").write_text("step,val/labelled/f1,val/ssdomain/f1\n" + "\n".join(lines) + "\n")
+
+    log("remedy/ema", [(249, 0.5, 0.4), (499, 0.6, 0.5)])
+    log("closed/supervised", [(249, 0.7, 0.6)])
+    script.main(["--tag", "", "--summarise-only"])
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh checkout: only docs/ is left
+    log("remedy/stopgrad", [(249, 0.8, 0.79)])
+    log("closed/supervised", [(249, 0.71, 0.61), (499, 0.72, 0.62)])  # re-run: its row is replaced
+    script.main(["--tag", "", "--summarise-only"])
+    results = json.loads((tmp_path / "docs" / "results.json").read_text())
+    assert list(results) == ["closed/supervised", "remedy/stopgrad", "remedy/ema"]
+    assert results["remedy/ema"]["curves"]["val/labelled/f1"] == [[249, 0.5], [499, 0.6]]
+    assert results["closed/supervised"]["final_labelled_f1"] == 0.72
+    table = (tmp_path / "docs" / "table.md").read_text()
+    assert "| remedy/ema |" in table and "| remedy/stopgrad |" in table, table
+    assert (tmp_path / "docs" / "curves.png").exists()
 
 
 def test_a_resumed_fit_gets_max_time_more_than_its_checkpoint_had_trained(script, tmp_path, monkeypatch):

@@ -237,6 +237,27 @@ def test_ema_teacher_follows_the_network_at_its_decay_and_gives_gradient_free_ta
         torch.testing.assert_close(a, b)
 
 
+def test_ema_warmup_ramps_the_decay_up_from_a_half(rendered_root, tmp_path):
+    from lightning.pytorch.callbacks import Callback
+
+    class TeacherBeforeLastStep(Callback):  # the teacher as the last step finds it
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.params = [p.clone() for p in module.teacher.parameters()]
+
+    # after step t the teacher is d_t teacher + (1 - d_t) network: warm-up d_1 = 1/2, d_2 = 2/3
+    for warmup, steps, decay in ((True, 1, 1 / 2), (True, 2, 2 / 3), (False, 1, 0.99)):
+        torch.manual_seed(0)
+        system = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=tiny_network(),
+                                   target_network="ema", ema_decay=0.99, ema_warmup=warmup)
+        before = TeacherBeforeLastStep()
+        trainer = Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                          limit_val_batches=0, default_root_dir=tmp_path, callbacks=[before])
+        trainer.fit(system, datamodule=_mixed(rendered_root))
+        for t, t_new, n in zip(before.params, system.teacher.parameters(), system.network.parameters()):
+            torch.testing.assert_close(t_new, decay * t + (1 - decay) * n)
+
+
 def test_confidence_masked_targets_count_only_sure_entries():
     from mpe_ssl.losses import confident, equivariance_loss, invariance_loss
     from mpe_ssl.transforms import random_geometric
