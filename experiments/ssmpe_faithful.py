@@ -42,6 +42,7 @@ from pathlib import Path
 
 import yaml
 
+from mpe_ssl.atomic import atomic_write
 from mpe_ssl.configs import write_outputs_to
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,7 +263,8 @@ def summarise(names: list[str]) -> None:
         }
     results = {name: results[name] for name in grid_order(results)}
     curves = {name: r["curves"] for name, r in results.items() if r.get("curves")}
-    record.write_text(json.dumps(results, indent=2))
+    # the only record once runs/ is gone: an interrupted summary leaves the old one whole
+    atomic_write(record, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
     lines = ["| condition | SS share | steps | best labelled val F1 (step) | SS-domain F1 there | final labelled F1 "
              "| final SS-domain F1 | SS-domain blank frames | peaks on semitone bins (labelled / SS domain) | wall (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import yaml
@@ -102,8 +103,6 @@ def test_the_summary_keeps_the_rows_of_runs_a_new_checkout_no_longer_has(script,
     log("remedy/ema", [(249, 0.5, 0.4), (499, 0.6, 0.5)])
     log("closed/supervised", [(249, 0.7, 0.6)])
     script.main(["--tag", "", "--summarise-only"])
-    import shutil
-
     shutil.rmtree(tmp_path / "runs")  # a fresh checkout: only docs/ is left
     log("remedy/stopgrad", [(249, 0.8, 0.79)])
     log("closed/supervised", [(249, 0.71, 0.61), (499, 0.72, 0.62)])  # re-run: its row is replaced
