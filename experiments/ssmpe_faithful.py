@@ -14,7 +14,11 @@ detuned chorales, with out-of-domain self-supervision-only audio) fitted from sc
   decay ramped up as in the mean teacher), ``confidence`` (targets counted only where near 0
   or 1), ``ema+confidence``, ``intl`` (IterNorm whitening
   + trace loss on the SS-only latents), ``energy`` (energy + sparsity terms on the SS-only
-  samples, rescaled each step to the supervised term's magnitude).
+  samples, rescaled each step to the supervised term's magnitude), ``stopgrad+ss-x4``
+  (stop-gradient, the view terms on the SS-only samples weighted 4x);
+- ``oracle/supervised``: not self-supervision but its ceiling at this scale: the SS-domain
+  stream (``--remedy-share`` per batch) trained *with* its labels, supervised loss only; how
+  close the two domains' F1 can come when the SS domain is labelled too.
 
 Each condition fits in its own folder ``runs/ssmpe_faithful/<condition>`` (resumable: a rerun
 continues from its newest ``version_N/last.ckpt``); ``--parallel N`` runs N conditions at once (e.g. on a GPU,
@@ -49,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "experiments" / "ssmpe_faithful.yaml"
 RUNS = ROOT / "runs" / "ssmpe_faithful"
 DOCS = ROOT / "docs" / "ssmpe" / "faithful"
+GROUPS = ["closed", "share", "remedy", "oracle"]
 SS_TERMS = {"timbre": 1.0, "percussion": 1.0, "geometric": 1.0}
 REMEDIES = {
     "stopgrad": {"stop_gradient": True},
@@ -58,6 +63,8 @@ REMEDIES = {
     "ema+confidence": {"target_network": "ema", "ema_decay": 0.99, "target_confidence": 0.8},
     "intl": {"weights": {"intl": 1.0}},  # on the SS-only stream's latents (intl_streams' default)
     "energy": {"weights": {"energy": 1.0, "sparsity": 0.1}, "balanced_terms": ["energy", "sparsity"]},
+    # ours: stop-gradient, and the view terms on the SS-only samples 4x as heavy as on the labelled
+    "stopgrad+ss-x4": {"stop_gradient": True, "stream_weights": {"unlabelled": 4.0}},
 }
 
 
@@ -83,6 +90,8 @@ def conditions(
             weights = {"supervised": 1.0, **SS_TERMS, **remedy.pop("weights", {})}
             suffix = f"-s{remedy_share}" if share_in_name else ""
             grid[f"remedy/{name}{suffix}"] = {"model": {"weights": weights, **remedy}, "share": remedy_share}
+    if "oracle" in groups:
+        grid["oracle/supervised"] = {"model": {"weights": {"supervised": 1.0}}, "share": remedy_share, "ss_kind": "labelled"}
     return grid
 
 
@@ -106,6 +115,7 @@ def make_config(name: str, condition: dict, args: argparse.Namespace, runs: Path
     labelled, ssdomain = data["train_streams"]
     labelled["batch_size"] = args.labelled_batch
     ssdomain["batch_size"] = condition["share"]
+    ssdomain["kind"] = condition.get("ss_kind", ssdomain["kind"])
     data["train_streams"] = [labelled] + ([ssdomain] if condition["share"] else [])
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.yaml"
@@ -210,9 +220,9 @@ def conditions_run() -> list[str]:
 
 
 def grid_order(names) -> list[str]:
-    """``names`` in the grid's order (closed, share, remedy), then any other name sorted."""
+    """``names`` in the grid's order (closed, share, remedy, oracle), then any other name sorted."""
     found = set(names)
-    order = [n for n in conditions(["closed", "share", "remedy"], [2, 4, 8, 16], 16, list(REMEDIES)) if n in found]
+    order = [n for n in conditions(GROUPS, [2, 4, 8, 16], 16, list(REMEDIES)) if n in found]
     return order + sorted(found - set(order))
 
 
@@ -330,7 +340,7 @@ def grid_probe(name: str, threshold: float = 0.5) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", nargs="+", default=["closed", "share", "remedy"], choices=["closed", "share", "remedy"])
+    parser.add_argument("--groups", nargs="+", default=["closed", "share", "remedy"], choices=GROUPS)
     parser.add_argument("--shares", nargs="+", type=int, default=[2, 4, 8, 16])
     parser.add_argument("--remedies", nargs="+", default=list(REMEDIES), choices=list(REMEDIES))
     parser.add_argument("--remedy-share", type=int, default=16)

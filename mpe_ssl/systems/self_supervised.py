@@ -127,6 +127,11 @@ class SelfSupervisedMPE(MPESystem):
             scale follows the supervised loss's (e.g. ``[energy, sparsity]``, whose raw scale
             differs from the BCE terms' by orders of magnitude). No effect on a batch without
             supervised samples.
+        stream_weights: a factor per stream (name or kind; others 1) on its samples in every
+            term they take part in: ``term = sum_s w_s n_s L_s / sum_s n_s`` over the term's
+            streams ``s`` (``n_s`` samples, mean loss ``L_s``). E.g. ``{unlabelled: 4}`` pushes
+            the view terms on the SS-only samples 4x harder without taking weight from the
+            labelled ones (ours; the paper weights every sample alike).
         **kwargs: see :class:`MPESystem`.
     """
 
@@ -160,6 +165,7 @@ class SelfSupervisedMPE(MPESystem):
         ema_warmup: bool = False,
         target_confidence: float | None = None,
         balanced_terms: Sequence[str] = (),
+        stream_weights: dict[str, float] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -168,6 +174,10 @@ class SelfSupervisedMPE(MPESystem):
         if unknown:
             raise MpeSslError(f"weights: unknown term(s) {unknown}; expected some of {list(TERMS)}")
         self.weights = {term: float(w) for term, w in weights.items() if w}
+        self.stream_weights = {str(s): float(w) for s, w in (stream_weights or {}).items()}
+        negative = {s: w for s, w in self.stream_weights.items() if not w >= 0}
+        if negative:
+            raise MpeSslError(f"stream_weights: {negative} must be >= 0")
         if intl_view not in ("timbre", "percussion"):
             raise MpeSslError(f"intl_view: {intl_view!r} is not 'timbre' or 'percussion'")
         if intl_axis not in ("feature", "sample"):
@@ -218,12 +228,14 @@ class SelfSupervisedMPE(MPESystem):
         """``{name: sample-weighted mean over streams of loss(index)}``; logs each stream's value.
 
         A stream takes part when its name or its kind is in ``streams``; empty when none does.
+        Each stream's samples count ``stream_weights`` times in the sum, once in the count.
         """
         total, count = None, 0
         for stream, index in self._selected(step, streams).items():
             value = loss(index)
             self.log(f"train/{stream}/{name}", value, batch_size=len(index))
-            total = value * len(index) if total is None else total + value * len(index)
+            factor = self.stream_weights.get(stream, self.stream_weights.get(step.kinds[stream], 1.0))
+            total = factor * value * len(index) if total is None else total + factor * value * len(index)
             count += len(index)
         return {} if total is None else {name: total / count}
 

@@ -23,7 +23,7 @@ def test_every_condition_writes_a_config_the_cli_accepts(script, tmp_path, capsy
 
     args = script.build_parser().parse_args(["--steps", "1600", "--complexity", "2", "--remedy-share", "8"])
     grid = script.conditions(args.groups, args.shares, args.remedy_share, args.remedies)
-    assert len(grid) == 5 + 4 + len(script.REMEDIES)
+    assert len(grid) == 5 + 4 + len(script.REMEDIES)  # oracle: not a default group
     named = script.conditions(["remedy"], [], 4, ["stopgrad"], share_in_name=True)
     assert list(named) == ["remedy/stopgrad-s4"] and named["remedy/stopgrad-s4"]["share"] == 4
     for name, condition in grid.items():
@@ -46,6 +46,25 @@ def test_every_condition_writes_a_config_the_cli_accepts(script, tmp_path, capsy
     assert grid["remedy/ema+confidence"]["model"]["target_network"] == "ema"
     assert grid["remedy/energy"]["model"]["balanced_terms"] == ["energy", "sparsity"]
     assert grid["closed/+geometric"]["model"]["weights"] == {"supervised": 1.0, "geometric": 1.0}
+
+
+def test_the_oracle_trains_on_the_ss_domain_with_its_labels(script, tmp_path):
+    """``oracle/supervised``: the SS-domain stream keeps its labels (kind labelled) and the loss is
+    the supervised term only; every other condition hides them (kind unlabelled)."""
+    from mpe_ssl.cli import lightning_cli
+
+    args = script.build_parser().parse_args(["--steps", "10", "--complexity", "1", "--remedy-share", "2"])
+    grid = script.conditions(["remedy", "oracle"], [], 2, ["stopgrad+ss-x4"])
+    assert grid["remedy/stopgrad+ss-x4"]["model"]["stream_weights"] == {"unlabelled": 4.0}
+    kinds = {}
+    for name in grid:
+        config = yaml.safe_load(script.make_config(name, grid[name], args, runs=tmp_path).read_text())
+        kinds[name] = [s["kind"] for s in config["data"]["init_args"]["train_streams"]]
+    assert kinds == {"remedy/stopgrad+ss-x4": ["labelled", "unlabelled"], "oracle/supervised": ["labelled", "labelled"]}
+    assert script.grid_order(["oracle/supervised", "closed/supervised"]) == ["closed/supervised", "oracle/supervised"]
+    cli = lightning_cli(["--config", str(tmp_path / "oracle/supervised/config.yaml")], run=False)
+    assert cli.model.weights == {"supervised": 1.0}
+    assert [spec.kind for spec in cli.datamodule._specs("train")] == ["labelled", "labelled"]
 
 
 def test_a_shorter_excerpt_reaches_both_training_streams_and_keeps_the_quarter_shift(script, tmp_path):

@@ -299,6 +299,31 @@ def test_balanced_terms_take_the_supervised_terms_magnitude(rendered_root):
     assert not torch.isclose(raw_total, bal_total)
 
 
+def test_stream_weights_scale_one_streams_samples_in_each_term_it_takes_part_in(rendered_root):
+    """``{unlabelled: 3}``: the SS-only samples count 3x in the view term's sum, once in its count;
+    the labelled stream's value, and the supervised term, are untouched."""
+    _, batch = _first_batch(rendered_root)
+    runs = {}
+    for weights in ({}, {"unlabelled": 3.0}):
+        torch.manual_seed(0)
+        system = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=tiny_network(),
+                                   stop_gradient=True, stream_weights=weights)
+        logged = {}
+        system.log = lambda name, value, **kw: logged.__setitem__(name, value.detach())
+        total = system.training_step(batch, 0)
+        runs[bool(weights)] = (total.detach(), logged)
+    (plain_total, plain), (weighted_total, weighted) = runs[False], runs[True]
+    n_lab, n_ss = len(batch["labelled"]["audio"]), len(batch["unlabelled"]["audio"])
+    for logged, factor in ((plain, 1.0), (weighted, 3.0)):
+        expected = (n_lab * logged["train/labelled/timbre"] + factor * n_ss * logged["train/unlabelled/timbre"]) / (n_lab + n_ss)
+        torch.testing.assert_close(logged["train/timbre"], expected)
+    for key in ("train/labelled/timbre", "train/unlabelled/timbre", "train/supervised"):  # same network, same views
+        torch.testing.assert_close(plain[key], weighted[key])
+    assert weighted_total > plain_total
+    with pytest.raises(MpeSslError, match="stream_weights"):
+        SelfSupervisedMPE(network=tiny_network(), stream_weights={"unlabelled": -1.0})
+
+
 @pytest.mark.parametrize("kwargs, key", [({"target_network": "student"}, "target_network"),
                                          ({"ema_decay": 1.0}, "ema_decay"),
                                          ({"target_confidence": 0.4}, "target_confidence"),
