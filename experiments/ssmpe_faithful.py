@@ -15,7 +15,7 @@ detuned chorales, with out-of-domain self-supervision-only audio) fitted from sc
   or 1), ``ema+confidence``, ``intl`` (IterNorm whitening
   + trace loss on the SS-only latents), ``energy`` (energy + sparsity terms on the SS-only
   samples, rescaled each step to the supervised term's magnitude), ``stopgrad+ss-x4``
-  (stop-gradient, the view terms on the SS-only samples weighted 4x);
+  and ``stopgrad+ss-x8`` (stop-gradient, the view terms on the SS-only samples weighted 4x, 8x);
 - ``oracle/supervised``: not self-supervision but its ceiling at this scale: the SS-domain
   stream (``--remedy-share`` per batch) trained *with* its labels, supervised loss only; how
   close the two domains' F1 can come when the SS domain is labelled too.
@@ -63,8 +63,9 @@ REMEDIES = {
     "ema+confidence": {"target_network": "ema", "ema_decay": 0.99, "target_confidence": 0.8},
     "intl": {"weights": {"intl": 1.0}},  # on the SS-only stream's latents (intl_streams' default)
     "energy": {"weights": {"energy": 1.0, "sparsity": 0.1}, "balanced_terms": ["energy", "sparsity"]},
-    # ours: stop-gradient, and the view terms on the SS-only samples 4x as heavy as on the labelled
+    # ours: stop-gradient, and the view terms on the SS-only samples 4x (8x) as heavy as on the labelled
     "stopgrad+ss-x4": {"stop_gradient": True, "stream_weights": {"unlabelled": 4.0}},
+    "stopgrad+ss-x8": {"stop_gradient": True, "stream_weights": {"unlabelled": 8.0}},
 }
 
 
