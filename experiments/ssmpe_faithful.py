@@ -15,7 +15,8 @@ detuned chorales, with out-of-domain self-supervision-only audio) fitted from sc
   or 1), ``ema+confidence``, ``intl`` (IterNorm whitening
   + trace loss on the SS-only latents), ``energy`` (energy + sparsity terms on the SS-only
   samples, rescaled each step to the supervised term's magnitude), ``stopgrad+ss-x4``
-  and ``stopgrad+ss-x8`` (stop-gradient, the view terms on the SS-only samples weighted 4x, 8x);
+  and ``stopgrad+ss-x8`` (stop-gradient, the view terms on the SS-only samples weighted 4x, 8x),
+  ``stopgrad+ss-x4-late``, ``stopgrad+ss-x8-late`` (those weights 1 until step 750, reached at 1000);
 - ``oracle/supervised``: not self-supervision but its ceiling at this scale: the SS-domain
   stream (``--remedy-share`` per batch) trained *with* its labels, supervised loss only; how
   close the two domains' F1 can come when the SS domain is labelled too.
@@ -66,6 +67,10 @@ REMEDIES = {
     # ours: stop-gradient, and the view terms on the SS-only samples 4x (8x) as heavy as on the labelled
     "stopgrad+ss-x4": {"stop_gradient": True, "stream_weights": {"unlabelled": 4.0}},
     "stopgrad+ss-x8": {"stop_gradient": True, "stream_weights": {"unlabelled": 8.0}},
+    # ours: the same weights reached only after the model has left the blank start (stopgrad
+    # leaves it between steps 500 and 750): 1 until step 750, rising to 4x (8x) at step 1000
+    "stopgrad+ss-x4-late": {"stop_gradient": True, "stream_weights": {"unlabelled": 4.0}, "stream_weight_ramp": [750, 1000]},
+    "stopgrad+ss-x8-late": {"stop_gradient": True, "stream_weights": {"unlabelled": 8.0}, "stream_weight_ramp": [750, 1000]},
 }
 
 

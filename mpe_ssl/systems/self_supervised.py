@@ -132,6 +132,9 @@ class SelfSupervisedMPE(MPESystem):
             streams ``s`` (``n_s`` samples, mean loss ``L_s``). E.g. ``{unlabelled: 4}`` pushes
             the view terms on the SS-only samples 4x harder without taking weight from the
             labelled ones (ours; the paper weights every sample alike).
+        stream_weight_ramp: ``(start, end)`` optimiser steps: every stream weight ``w`` is 1
+            before ``start``, rises linearly to ``w`` at ``end`` and stays there (e.g. let the
+            model leave the blank start under the plain weights first); None: ``w`` throughout.
         **kwargs: see :class:`MPESystem`.
     """
 
@@ -166,6 +169,7 @@ class SelfSupervisedMPE(MPESystem):
         target_confidence: float | None = None,
         balanced_terms: Sequence[str] = (),
         stream_weights: dict[str, float] | None = None,
+        stream_weight_ramp: Sequence[int] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -178,6 +182,11 @@ class SelfSupervisedMPE(MPESystem):
         negative = {s: w for s, w in self.stream_weights.items() if not w >= 0}
         if negative:
             raise MpeSslError(f"stream_weights: {negative} must be >= 0")
+        self.stream_weight_ramp = None if stream_weight_ramp is None else tuple(stream_weight_ramp)
+        if self.stream_weight_ramp is not None and not (
+            len(self.stream_weight_ramp) == 2 and 0 <= self.stream_weight_ramp[0] <= self.stream_weight_ramp[1]
+        ):
+            raise MpeSslError(f"stream_weight_ramp: {list(self.stream_weight_ramp)} is not [start, end], 0 <= start <= end")
         if intl_view not in ("timbre", "percussion"):
             raise MpeSslError(f"intl_view: {intl_view!r} is not 'timbre' or 'percussion'")
         if intl_axis not in ("feature", "sample"):
@@ -234,10 +243,22 @@ class SelfSupervisedMPE(MPESystem):
         for stream, index in self._selected(step, streams).items():
             value = loss(index)
             self.log(f"train/{stream}/{name}", value, batch_size=len(index))
-            factor = self.stream_weights.get(stream, self.stream_weights.get(step.kinds[stream], 1.0))
+            factor = self.stream_weight(stream, step.kinds[stream], self.global_step)
             total = factor * value * len(index) if total is None else total + factor * value * len(index)
             count += len(index)
         return {} if total is None else {name: total / count}
+
+    def stream_weight(self, stream: str, kind: str, step: int) -> float:
+        """The factor on ``stream``'s samples (its name's weight, else its kind's, else 1) after
+        ``step`` optimiser steps, with ``stream_weight_ramp`` applied."""
+        weight = self.stream_weights.get(stream, self.stream_weights.get(kind, 1.0))
+        if self.stream_weight_ramp is None:
+            return weight
+        start, end = self.stream_weight_ramp
+        if step < start:
+            return 1.0
+        progress = 1.0 if step >= end else (step - start) / (end - start)
+        return 1.0 + (weight - 1.0) * progress
 
     def _selected(self, step: _Step, streams: Sequence[str]) -> dict[str, torch.Tensor]:
         """The groups of ``step`` whose name or kind is in ``streams``."""

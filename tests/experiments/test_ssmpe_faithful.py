@@ -54,17 +54,21 @@ def test_the_oracle_trains_on_the_ss_domain_with_its_labels(script, tmp_path):
     from mpe_ssl.cli import lightning_cli
 
     args = script.build_parser().parse_args(["--steps", "10", "--complexity", "1", "--remedy-share", "2"])
-    grid = script.conditions(["remedy", "oracle"], [], 2, ["stopgrad+ss-x4"])
+    grid = script.conditions(["remedy", "oracle"], [], 2, ["stopgrad+ss-x4", "stopgrad+ss-x4-late"])
     assert grid["remedy/stopgrad+ss-x4"]["model"]["stream_weights"] == {"unlabelled": 4.0}
+    assert grid["remedy/stopgrad+ss-x4-late"]["model"]["stream_weight_ramp"] == [750, 1000]
     kinds = {}
     for name in grid:
         config = yaml.safe_load(script.make_config(name, grid[name], args, runs=tmp_path).read_text())
         kinds[name] = [s["kind"] for s in config["data"]["init_args"]["train_streams"]]
-    assert kinds == {"remedy/stopgrad+ss-x4": ["labelled", "unlabelled"], "oracle/supervised": ["labelled", "labelled"]}
+    assert kinds == {"remedy/stopgrad+ss-x4": ["labelled", "unlabelled"], "remedy/stopgrad+ss-x4-late": ["labelled", "unlabelled"],
+                     "oracle/supervised": ["labelled", "labelled"]}
     assert script.grid_order(["oracle/supervised", "closed/supervised"]) == ["closed/supervised", "oracle/supervised"]
     cli = lightning_cli(["--config", str(tmp_path / "oracle/supervised/config.yaml")], run=False)
     assert cli.model.weights == {"supervised": 1.0}
     assert [spec.kind for spec in cli.datamodule._specs("train")] == ["labelled", "labelled"]
+    late = lightning_cli(["--config", str(tmp_path / "remedy/stopgrad+ss-x4-late/config.yaml")], run=False)
+    assert late.model.stream_weight_ramp == (750, 1000) and late.model.stream_weight("ss", "unlabelled", 875) == 2.5
 
 
 def test_a_shorter_excerpt_reaches_both_training_streams_and_keeps_the_quarter_shift(script, tmp_path):

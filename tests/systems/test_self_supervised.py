@@ -324,6 +324,28 @@ def test_stream_weights_scale_one_streams_samples_in_each_term_it_takes_part_in(
         SelfSupervisedMPE(network=tiny_network(), stream_weights={"unlabelled": -1.0})
 
 
+def test_stream_weight_ramp_holds_the_weights_at_one_until_start_then_rises_to_them_by_end(rendered_root):
+    """Ramp ``[10, 30]`` on ``{unlabelled: 4}``: 1 up to step 10, 2.5 at step 20, 4 from step 30;
+    the labelled stream stays at 1; at step 0 a training step sums exactly as unweighted."""
+    system = SelfSupervisedMPE(network=tiny_network(), stream_weights={"unlabelled": 4.0}, stream_weight_ramp=[10, 30])
+    assert [system.stream_weight("ss", "unlabelled", t) for t in (0, 10, 20, 30, 500)] == [1.0, 1.0, 2.5, 4.0, 4.0]
+    assert system.stream_weight("chorales", "labelled", 20) == 1.0
+    jump = SelfSupervisedMPE(network=tiny_network(), stream_weights={"unlabelled": 4.0}, stream_weight_ramp=[5, 5])
+    assert [jump.stream_weight("ss", "unlabelled", t) for t in (4, 5)] == [1.0, 4.0]
+    _, batch = _first_batch(rendered_root)
+    totals = []
+    for ramp in (None, [10, 30]):
+        torch.manual_seed(0)
+        system = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=tiny_network(), stop_gradient=True,
+                                   stream_weights={"unlabelled": 4.0} if ramp else {}, stream_weight_ramp=ramp)
+        system.log = lambda *a, **kw: None
+        totals.append(system.training_step(batch, 0).detach())
+    torch.testing.assert_close(totals[0], totals[1], rtol=0, atol=0)
+    for bad in ([30, 10], [5], [-1, 3]):
+        with pytest.raises(MpeSslError, match="stream_weight_ramp"):
+            SelfSupervisedMPE(network=tiny_network(), stream_weight_ramp=bad)
+
+
 @pytest.mark.parametrize("kwargs, key", [({"target_network": "student"}, "target_network"),
                                          ({"ema_decay": 1.0}, "ema_decay"),
                                          ({"target_confidence": 0.4}, "target_confidence"),
