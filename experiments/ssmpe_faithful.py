@@ -285,7 +285,7 @@ def summarise(names: list[str]) -> None:
              "| final SS-domain F1 | SS-domain blank frames | peaks on semitone bins (labelled / SS domain) | wall (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        share = "-" if r["ss_share"] is None else r["ss_share"]
+        share = "-" if r.get("ss_share") is None else r["ss_share"]  # rows from before 2026-11-28 lack it
         lines.append(f"| {name} | {share} | {r['steps']} | {r['best_labelled_f1']:.3f} ({r['best_step']}) | {r['ssdomain_f1_at_best']:.3f} "
                      f"| {r['final_labelled_f1']:.3f} | {r['final_ssdomain_f1']:.3f} | {r['final_ssdomain_blank']:.2f} "
                      f"| {grid_cell(r['on_grid_peaks'])} | {r['wall_s']:.0f} |")
