@@ -37,7 +37,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from mpe_ssl.data.drums import DrumBank
-from mpe_ssl.batch import stream_kind
+from mpe_ssl.batch import KINDS, stream_kind
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.losses import (
     energy_loss,
@@ -131,7 +131,8 @@ class SelfSupervisedMPE(MPESystem):
             term they take part in: ``term = sum_s w_s n_s L_s / sum_s n_s`` over the term's
             streams ``s`` (``n_s`` samples, mean loss ``L_s``). E.g. ``{unlabelled: 4}`` pushes
             the view terms on the SS-only samples 4x harder without taking weight from the
-            labelled ones (ours; the paper weights every sample alike).
+            labelled ones (ours; the paper weights every sample alike). A key that is neither a
+            kind nor a training stream's name stops the fit at setup.
         stream_weight_ramp: ``(start, end)`` optimiser steps: every stream weight ``w`` is 1
             before ``start``, rises linearly to ``w`` at ``end`` and stays there (e.g. let the
             model leave the blank start under the plain weights first); None: ``w`` throughout.
@@ -217,6 +218,12 @@ class SelfSupervisedMPE(MPESystem):
             # the teacher starts as the network (after init_weights); a resumed fit then
             # restores the saved teacher over this
             self.teacher.load_state_dict(self.network.state_dict())
+        datamodule = getattr(self._trainer, "datamodule", None)
+        if stage == "fit" and self.stream_weights and hasattr(datamodule, "stream_kinds"):
+            known = set(KINDS) | set(datamodule.stream_kinds("train"))
+            unknown = sorted(set(self.stream_weights) - known)
+            if unknown:  # a typo would silently weigh nothing
+                raise MpeSslError(f"stream_weights: {unknown} name no training stream or kind; expected some of {sorted(known)}")
         if stage == "fit" and self.needs_drums and self.drum_bank is None:
             datamodule = getattr(self._trainer, "datamodule", None)
             self.drum_bank = getattr(datamodule, "drum_bank", None)

@@ -324,6 +324,17 @@ def test_stream_weights_scale_one_streams_samples_in_each_term_it_takes_part_in(
         SelfSupervisedMPE(network=tiny_network(), stream_weights={"unlabelled": -1.0})
 
 
+def test_stream_weights_naming_no_training_stream_or_kind_fail_at_fit_with_the_key(rendered_root, tmp_path):
+    """A typo (``unlabeled``) would weigh nothing: the fit stops at setup with a one-line error."""
+    system = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=tiny_network(),
+                               stream_weights={"unlabeled": 4.0})
+    with pytest.raises(MpeSslError, match=r"stream_weights: \['unlabeled'\] name no training stream"):
+        _fit(system, rendered_root, tmp_path, steps=1)
+    fine = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=tiny_network(),
+                             stream_weights={"unlabelled": 4.0, "pseudo": 2.0})  # kinds are always accepted
+    assert _fit(fine, rendered_root, tmp_path, steps=1).global_step == 1
+
+
 def test_stream_weight_ramp_holds_the_weights_at_one_until_start_then_rises_to_them_by_end(rendered_root):
     """Ramp ``[10, 30]`` on ``{unlabelled: 4}``: 1 up to step 10, 2.5 at step 20, 4 from step 30;
     the labelled stream stays at 1; at step 0 a training step sums exactly as unweighted."""
