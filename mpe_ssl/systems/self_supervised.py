@@ -225,7 +225,6 @@ class SelfSupervisedMPE(MPESystem):
             if unknown:  # a typo would silently weigh nothing
                 raise MpeSslError(f"stream_weights: {unknown} name no training stream or kind; expected some of {sorted(known)}")
         if stage == "fit" and self.needs_drums and self.drum_bank is None:
-            datamodule = getattr(self._trainer, "datamodule", None)
             self.drum_bank = getattr(datamodule, "drum_bank", None)
             if self.drum_bank is None:
                 raise MpeSslError(
