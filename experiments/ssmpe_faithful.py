@@ -16,7 +16,8 @@ detuned chorales, with out-of-domain self-supervision-only audio) fitted from sc
   + trace loss on the SS-only latents), ``energy`` (energy + sparsity terms on the SS-only
   samples, rescaled each step to the supervised term's magnitude), ``stopgrad+ss-x4``
   and ``stopgrad+ss-x8`` (stop-gradient, the view terms on the SS-only samples weighted 4x, 8x),
-  ``stopgrad+ss-x4-late``, ``stopgrad+ss-x8-late`` (those weights 1 until step 750, reached at 1000);
+  ``stopgrad+ss-x4-late``, ``stopgrad+ss-x8-late`` (those weights 1 until step 750, reached at 1000),
+  ``stopgrad+ss-x4-escape`` (the 4x ramp over the 250 steps after the measured escape from blank);
 - ``oracle/supervised``: not self-supervision but its ceiling at this scale: the SS-domain
   stream (``--remedy-share`` per batch) trained *with* its labels, supervised loss only; how
   close the two domains' F1 can come when the SS domain is labelled too.
@@ -71,6 +72,10 @@ REMEDIES = {
     # leaves it between steps 500 and 750): 1 until step 750, rising to 4x (8x) at step 1000
     "stopgrad+ss-x4-late": {"stop_gradient": True, "stream_weights": {"unlabelled": 4.0}, "stream_weight_ramp": [750, 1000]},
     "stopgrad+ss-x8-late": {"stop_gradient": True, "stream_weights": {"unlabelled": 8.0}, "stream_weight_ramp": [750, 1000]},
+    # ours: the 4x ramp keyed to the measured escape instead of fixed steps (it starts at the
+    # first step with fewer than half of the labelled voiced frames blank, 4x 250 steps later)
+    "stopgrad+ss-x4-escape": {"stop_gradient": True, "stream_weights": {"unlabelled": 4.0},
+                              "stream_weight_ramp": [0, 250], "stream_weight_ramp_from_escape": 0.5},
 }
 
 

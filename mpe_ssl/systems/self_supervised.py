@@ -83,7 +83,9 @@ class SelfSupervisedMPE(MPESystem):
         self_supervised_streams: streams (names or kinds) the invariance/equivariance terms
             apply to (the paper: every sample).
         energy_streams: streams (names or kinds) the support/harmonic/energy/sparsity terms
-            apply to.
+            apply to. In every stream selector (these two, ``intl_streams``,
+            ``stream_weights``) a name that is neither a kind nor a training stream's name
+            stops the fit at setup with a one-line error (a typo would select nothing).
         stop_gradient: detach the self-supervised targets ``sigmoid(z)`` (the reference code
             does not).
         equalization: ``parabolic`` (v0.2.0) or ``gaussian`` (earlier) EQ curves.
@@ -136,6 +138,13 @@ class SelfSupervisedMPE(MPESystem):
         stream_weight_ramp: ``(start, end)`` optimiser steps: every stream weight ``w`` is 1
             before ``start``, rises linearly to ``w`` at ``end`` and stays there (e.g. let the
             model leave the blank start under the plain weights first); None: ``w`` throughout.
+        stream_weight_ramp_from_escape: when given (in (0, 1)), ``stream_weight_ramp``'s steps
+            count from the *escape from blank* instead of from step 0: the first training step
+            at which, of the supervised samples' frames that hold a true note, fewer than this
+            fraction are predicted blank (no bin's sigmoid above 0.5; pooled over DDP ranks).
+            Until then every weight is 1. The escape step is a buffer (``escape_step``, -1
+            before it), so checkpoints keep it; the fraction is logged as
+            ``train/supervised_blank_fraction``. Needs the ramp and the supervised term.
         **kwargs: see :class:`MPESystem`.
     """
 
@@ -171,6 +180,7 @@ class SelfSupervisedMPE(MPESystem):
         balanced_terms: Sequence[str] = (),
         stream_weights: dict[str, float] | None = None,
         stream_weight_ramp: Sequence[int] | None = None,
+        stream_weight_ramp_from_escape: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -188,6 +198,14 @@ class SelfSupervisedMPE(MPESystem):
             len(self.stream_weight_ramp) == 2 and 0 <= self.stream_weight_ramp[0] <= self.stream_weight_ramp[1]
         ):
             raise MpeSslError(f"stream_weight_ramp: {list(self.stream_weight_ramp)} is not [start, end], 0 <= start <= end")
+        self.escape_threshold = stream_weight_ramp_from_escape
+        if self.escape_threshold is not None:
+            if not 0 < self.escape_threshold < 1:
+                raise MpeSslError(f"stream_weight_ramp_from_escape: {self.escape_threshold} must be in (0, 1)")
+            if self.stream_weight_ramp is None or "supervised" not in self.weights:
+                raise MpeSslError("stream_weight_ramp_from_escape: needs stream_weight_ramp and the supervised term")
+            # optimiser step of the escape from blank; -1 until it happens (saved in checkpoints)
+            self.register_buffer("escape_step", torch.tensor(-1, dtype=torch.long))
         if intl_view not in ("timbre", "percussion"):
             raise MpeSslError(f"intl_view: {intl_view!r} is not 'timbre' or 'percussion'")
         if intl_axis not in ("feature", "sample"):
@@ -219,11 +237,8 @@ class SelfSupervisedMPE(MPESystem):
             # restores the saved teacher over this
             self.teacher.load_state_dict(self.network.state_dict())
         datamodule = getattr(self._trainer, "datamodule", None)
-        if stage == "fit" and self.stream_weights and hasattr(datamodule, "stream_kinds"):
-            known = set(KINDS) | set(datamodule.stream_kinds("train"))
-            unknown = sorted(set(self.stream_weights) - known)
-            if unknown:  # a typo would silently weigh nothing
-                raise MpeSslError(f"stream_weights: {unknown} name no training stream or kind; expected some of {sorted(known)}")
+        if stage == "fit" and hasattr(datamodule, "stream_kinds"):
+            self._check_stream_names(set(KINDS) | set(datamodule.stream_kinds("train")))
         if stage == "fit" and self.needs_drums and self.drum_bank is None:
             self.drum_bank = getattr(datamodule, "drum_bank", None)
             if self.drum_bank is None:
@@ -231,6 +246,23 @@ class SelfSupervisedMPE(MPESystem):
                     "SelfSupervisedMPE: the percussion view needs drum loops: give the datamodule "
                     "'drums' (e.g. data.init_args.drums: {} for the default GM loops)"
                 )
+
+    def _check_stream_names(self, known: set[str]) -> None:
+        """Stop the fit if a stream selector names neither a kind nor a training stream.
+
+        A typo (``unlabeled``) would otherwise select, or weigh, nothing without a word.
+        """
+        hp = self.hparams
+        selectors = {
+            "self_supervised_streams": hp.self_supervised_streams,
+            "energy_streams": hp.energy_streams,
+            "intl_streams": hp.intl_streams,
+            "stream_weights": self.stream_weights,
+        }
+        for key, names in selectors.items():
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise MpeSslError(f"{key}: {unknown} name no training stream or kind; expected some of {sorted(known)}")
 
     def _generator(self) -> torch.Generator:
         entropy = [self.hparams.transform_seed, self.global_rank, self.global_step]
@@ -256,11 +288,17 @@ class SelfSupervisedMPE(MPESystem):
 
     def stream_weight(self, stream: str, kind: str, step: int) -> float:
         """The factor on ``stream``'s samples (its name's weight, else its kind's, else 1) after
-        ``step`` optimiser steps, with ``stream_weight_ramp`` applied."""
+        ``step`` optimiser steps, with ``stream_weight_ramp`` applied (from the escape from
+        blank with ``stream_weight_ramp_from_escape``)."""
         weight = self.stream_weights.get(stream, self.stream_weights.get(kind, 1.0))
         if self.stream_weight_ramp is None:
             return weight
         start, end = self.stream_weight_ramp
+        if self.escape_threshold is not None:
+            escape = int(self.escape_step)
+            if escape < 0:  # still blank: plain weights
+                return 1.0
+            start, end = start + escape, end + escape
         if step < start:
             return 1.0
         progress = 1.0 if step >= end else (step - start) / (end - start)
@@ -377,9 +415,31 @@ class SelfSupervisedMPE(MPESystem):
             if "targets" in part and step.kinds[stream] in SUPERVISED_KINDS:
                 targets[index] = part["targets"]
                 labelled.append(stream)
+        if self.escape_threshold is not None and labelled:
+            self._watch_escape(step, targets, labelled)
         sigma = self.hparams.blur_sigma
         return self._term("supervised", step, labelled,
                           lambda i: supervised_loss(step.logits[i], targets[i], sigma))
+
+    @torch.no_grad()
+    def _watch_escape(self, step: _Step, targets: torch.Tensor, labelled: list[str]) -> None:
+        """Record the escape from blank: the first step at which, of the supervised samples'
+        frames with a true note, fewer than ``escape_threshold`` are predicted blank.
+
+        ``targets`` (batch, bins, frames) are the labels at the supervised samples' rows.
+        """
+        index = torch.cat([step.groups[s] for s in labelled])
+        voiced = targets[index].amax(dim=1) > 0.5  # (n, frames): frames with a true note
+        blank = (step.logits[index] <= 0).all(dim=1)  # no bin's sigmoid above 0.5
+        counts = torch.stack([(voiced & blank).sum(), voiced.sum()]).float()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+        if counts[1] == 0:  # silent batch: nothing to judge by
+            return
+        fraction = counts[0] / counts[1]
+        self.log("train/supervised_blank_fraction", fraction, batch_size=len(index))
+        if self.escape_step < 0 and fraction < self.escape_threshold:
+            self.escape_step.fill_(self.global_step)
 
     def _max_shift_frames(self, frames: int) -> int:
         """Largest time shift for excerpts of ``frames`` frames."""

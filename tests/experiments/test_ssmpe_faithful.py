@@ -69,6 +69,12 @@ def test_the_oracle_trains_on_the_ss_domain_with_its_labels(script, tmp_path):
     assert [spec.kind for spec in cli.datamodule._specs("train")] == ["labelled", "labelled"]
     late = lightning_cli(["--config", str(tmp_path / "remedy/stopgrad+ss-x4-late/config.yaml")], run=False)
     assert late.model.stream_weight_ramp == (750, 1000) and late.model.stream_weight("ss", "unlabelled", 875) == 2.5
+    escape = script.conditions(["remedy"], [], 2, ["stopgrad+ss-x4-escape"])
+    config = script.make_config("remedy/stopgrad+ss-x4-escape", escape["remedy/stopgrad+ss-x4-escape"], args, runs=tmp_path)
+    keyed = lightning_cli(["--config", str(config)], run=False).model
+    assert keyed.escape_threshold == 0.5 and keyed.stream_weight("ss", "unlabelled", 875) == 1.0  # not escaped yet
+    keyed.escape_step.fill_(600)
+    assert keyed.stream_weight("ss", "unlabelled", 725) == 2.5
 
 
 def test_a_shorter_excerpt_reaches_both_training_streams_and_keeps_the_quarter_shift(script, tmp_path):

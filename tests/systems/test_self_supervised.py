@@ -335,6 +335,15 @@ def test_stream_weights_naming_no_training_stream_or_kind_fail_at_fit_with_the_k
     assert _fit(fine, rendered_root, tmp_path, steps=1).global_step == 1
 
 
+@pytest.mark.parametrize("key", ["self_supervised_streams", "energy_streams", "intl_streams"])
+def test_stream_selectors_naming_no_training_stream_or_kind_fail_at_fit_with_the_key(rendered_root, tmp_path, key):
+    """The same typo in a term's stream selector would leave the term on no samples: one-line error."""
+    system = SelfSupervisedMPE(weights={"supervised": 1.0, "timbre": 1.0}, network=tiny_network(),
+                               **{key: ["labelled", "unlabeled"]})
+    with pytest.raises(MpeSslError, match=rf"{key}: \['unlabeled'\] name no training stream or kind"):
+        _fit(system, rendered_root, tmp_path, steps=1)
+
+
 def test_stream_weight_ramp_holds_the_weights_at_one_until_start_then_rises_to_them_by_end(rendered_root):
     """Ramp ``[10, 30]`` on ``{unlabelled: 4}``: 1 up to step 10, 2.5 at step 20, 4 from step 30;
     the labelled stream stays at 1; at step 0 a training step sums exactly as unweighted."""
@@ -355,6 +364,58 @@ def test_stream_weight_ramp_holds_the_weights_at_one_until_start_then_rises_to_t
     for bad in ([30, 10], [5], [-1, 3]):
         with pytest.raises(MpeSslError, match="stream_weight_ramp"):
             SelfSupervisedMPE(network=tiny_network(), stream_weight_ramp=bad)
+
+
+def _biased(system: SelfSupervisedMPE, bias: float) -> SelfSupervisedMPE:
+    """Shift the network's logits by ``bias``: -50 predicts blank everywhere, +50 notes everywhere."""
+    forward = system.network.forward_with_latents
+
+    def shifted(features):
+        logits, latents = forward(features)
+        return logits + bias, latents
+
+    system.network.forward_with_latents = shifted
+    return system
+
+
+def test_the_ramp_from_escape_waits_for_the_labelled_samples_to_leave_blank_then_counts_from_there(rendered_root):
+    """While the supervised samples' voiced frames are predicted blank the weights stay 1; the
+    first step with fewer than half of them blank is the escape, and the ramp counts from it."""
+    _, batch = _first_batch(rendered_root)
+    settings = dict(weights={"supervised": 1.0, "timbre": 1.0}, stop_gradient=True,
+                    stream_weights={"unlabelled": 4.0}, stream_weight_ramp=[0, 20], stream_weight_ramp_from_escape=0.5)
+    blank = _biased(SelfSupervisedMPE(network=tiny_network(), **settings), -50.0)
+    logged = {}
+    blank.log = lambda name, value, **kw: logged.__setitem__(name, float(value.detach()))
+    blank.training_step(batch, 0)
+    assert logged["train/supervised_blank_fraction"] == 1.0 and int(blank.escape_step) == -1
+    assert blank.stream_weight("ss", "unlabelled", 1000) == 1.0  # no escape, no ramp, however late
+    notes = _biased(SelfSupervisedMPE(network=tiny_network(), **settings), 50.0)
+    notes.log = lambda name, value, **kw: logged.__setitem__(name, float(value.detach()))
+    notes.training_step(batch, 0)
+    assert logged["train/supervised_blank_fraction"] == 0.0 and int(notes.escape_step) == 0
+    assert [notes.stream_weight("ss", "unlabelled", t) for t in (0, 10, 20)] == [1.0, 2.5, 4.0]
+    notes.escape_step.fill_(100)  # escaped at step 100: the ramp runs 100..120
+    assert [notes.stream_weight("ss", "unlabelled", t) for t in (100, 110, 120)] == [1.0, 2.5, 4.0]
+    assert "escape_step" in notes.state_dict()  # saved in checkpoints, so a resumed fit keeps it
+    for bad in ({"stream_weight_ramp_from_escape": 1.0}, {"stream_weight_ramp": None}):
+        with pytest.raises(MpeSslError, match="stream_weight_ramp_from_escape"):
+            SelfSupervisedMPE(network=tiny_network(), **{**settings, **bad})
+
+
+def test_a_resumed_fit_keeps_the_escape_step(rendered_root, tmp_path):
+    settings = dict(weights={"supervised": 1.0, "timbre": 1.0}, stop_gradient=True,
+                    stream_weights={"unlabelled": 4.0}, stream_weight_ramp=[0, 20], stream_weight_ramp_from_escape=0.5)
+    system = _biased(SelfSupervisedMPE(network=tiny_network(), **settings), 50.0)
+    trainer = _fit(system, rendered_root, tmp_path, steps=2)
+    assert int(system.escape_step) == 0
+    path = tmp_path / "two_steps.ckpt"
+    trainer.save_checkpoint(path)
+    resumed = _biased(SelfSupervisedMPE(network=tiny_network(), **settings), -50.0)  # would never escape by itself
+    again = Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    again.fit(resumed, datamodule=_mixed(rendered_root), ckpt_path=path, weights_only=False)
+    assert int(resumed.escape_step) == 0
 
 
 @pytest.mark.parametrize("kwargs, key", [({"target_network": "student"}, "target_network"),
