@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.checkpoint import checkpoint
 
 from mpe_ssl.data.drums import DrumBank
@@ -440,6 +441,11 @@ class SelfSupervisedMPE(MPESystem):
         self.log("train/supervised_blank_fraction", fraction, batch_size=len(index))
         if self.escape_step < 0 and fraction < self.escape_threshold:
             self.escape_step.fill_(self.global_step)
+            start, end = self.stream_weight_ramp
+            rank_zero_info(
+                f"escape from blank at step {self.global_step} ({100 * float(fraction):.0f}% of the labelled voiced "
+                f"frames blank): stream weights ramp over steps {self.global_step + start}-{self.global_step + end}"
+            )
 
     def _max_shift_frames(self, frames: int) -> int:
         """Largest time shift for excerpts of ``frames`` frames."""

@@ -12,6 +12,7 @@ from mpe_ssl.data.drums import DrumConfig
 from mpe_ssl.data.mixing import MixedStreamDataModule, StreamSpec
 from mpe_ssl.errors import MpeSslError
 from mpe_ssl.systems import SelfSupervisedMPE
+import mpe_ssl.systems.self_supervised as self_supervised_module
 from tests.tiny import tiny_network
 
 ALL_TERMS = {"supervised": 1.0, "timbre": 1.0, "percussion": 1.0, "geometric": 1.0,
@@ -378,7 +379,7 @@ def _biased(system: SelfSupervisedMPE, bias: float) -> SelfSupervisedMPE:
     return system
 
 
-def test_the_ramp_from_escape_waits_for_the_labelled_samples_to_leave_blank_then_counts_from_there(rendered_root):
+def test_the_ramp_from_escape_waits_for_the_labelled_samples_to_leave_blank_then_counts_from_there(rendered_root, monkeypatch):
     """While the supervised samples' voiced frames are predicted blank the weights stay 1; the
     first step with fewer than half of them blank is the escape, and the ramp counts from it."""
     _, batch = _first_batch(rendered_root)
@@ -392,8 +393,11 @@ def test_the_ramp_from_escape_waits_for_the_labelled_samples_to_leave_blank_then
     assert blank.stream_weight("ss", "unlabelled", 1000) == 1.0  # no escape, no ramp, however late
     notes = _biased(SelfSupervisedMPE(network=tiny_network(), **settings), 50.0)
     notes.log = lambda name, value, **kw: logged.__setitem__(name, float(value.detach()))
+    said = []  # lightning's logger may not propagate to pytest's capture: record the call itself
+    monkeypatch.setattr(self_supervised_module, "rank_zero_info", said.append)
     notes.training_step(batch, 0)
     assert logged["train/supervised_blank_fraction"] == 0.0 and int(notes.escape_step) == 0
+    assert "escape from blank at step 0 (0% of the labelled voiced frames blank): stream weights ramp over steps 0-20" in said
     assert [notes.stream_weight("ss", "unlabelled", t) for t in (0, 10, 20)] == [1.0, 2.5, 4.0]
     notes.escape_step.fill_(100)  # escaped at step 100: the ramp runs 100..120
     assert [notes.stream_weight("ss", "unlabelled", t) for t in (100, 110, 120)] == [1.0, 2.5, 4.0]
