@@ -134,8 +134,7 @@ class SelfSupervisedMPE(MPESystem):
             term they take part in: ``term = sum_s w_s n_s L_s / sum_s n_s`` over the term's
             streams ``s`` (``n_s`` samples, mean loss ``L_s``). E.g. ``{unlabelled: 4}`` pushes
             the view terms on the SS-only samples 4x harder without taking weight from the
-            labelled ones (ours; the paper weights every sample alike). A key that is neither a
-            kind nor a training stream's name stops the fit at setup.
+            labelled ones (ours; the paper weights every sample alike).
         stream_weight_ramp: ``(start, end)`` optimiser steps: every stream weight ``w`` is 1
             before ``start``, rises linearly to ``w`` at ``end`` and stays there (e.g. let the
             model leave the blank start under the plain weights first); None: ``w`` throughout.
