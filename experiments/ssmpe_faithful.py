@@ -7,7 +7,8 @@ detuned chorales, with out-of-domain self-supervision-only audio) fitted from sc
   ``+percussion``, ``+geometric``, ``+all``; the SS-domain validation pieces are watched, never
   trained on, so ``closed/supervised`` is "supervised alone on that domain";
 - ``share/s<K>``: all three self-supervised terms, K self-supervision-only samples per batch
-  beside the 8 labelled ones (the paper: K in {2, 4, 8, 16});
+  beside the labelled ones (``--labelled-batch``, 8 as in the paper; the CPU runs use 4) (the
+  paper: K in {2, 4, 8, 16});
 - ``remedy/<name>``: ``share/s<K>`` (``--remedy-share``; ``--share-in-name`` names it
   ``remedy/<name>-s<K>``) plus one collapse remedy:
   ``stopgrad`` (detached targets), ``ema`` (an EMA teacher's targets), ``ema-warmup`` (its
@@ -40,6 +41,7 @@ import copy
 import csv
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -219,6 +221,11 @@ def read_curves(name: str) -> dict[str, list[tuple[int, float]]]:
     return {key: sorted(points.items()) for key, points in curves.items()}
 
 
+def wall_cell(seconds: float) -> str:
+    """A run's wall time for the table: ``running`` until its first invocation has ended."""
+    return "running" if math.isnan(seconds) else f"{seconds:.0f}"
+
+
 def grid_cell(on_grid: dict) -> str:
     """``labelled / ssdomain`` on-grid fractions of :func:`grid_probe` (``-`` when not probed)."""
     return " / ".join(f"{on_grid[s]:.2f}" for s in ("labelled", "ssdomain") if s in on_grid) or "-"
@@ -293,7 +300,7 @@ def summarise(names: list[str]) -> None:
         share = "-" if r.get("ss_share") is None else r["ss_share"]  # rows from before 2026-11-28 lack it
         lines.append(f"| {name} | {share} | {r['steps']} | {r['best_labelled_f1']:.3f} ({r['best_step']}) | {r['ssdomain_f1_at_best']:.3f} "
                      f"| {r['final_labelled_f1']:.3f} | {r['final_ssdomain_f1']:.3f} | {r['final_ssdomain_blank']:.2f} "
-                     f"| {grid_cell(r['on_grid_peaks'])} | {r['wall_s']:.0f} |")
+                     f"| {grid_cell(r['on_grid_peaks'])} | {wall_cell(r['wall_s'])} |")
     (DOCS / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if not curves:

@@ -149,7 +149,7 @@ class SeparationSettings:
                               f"not {self.synthesis_layers}")
         if self.harmonic_prior and self.pretrained:
             raise MpeSslError("harmonic_prior: starts f from templates, so it cannot also start from pretrained")
-        for name in ("harmonic_prior", "pretrained"):
+        for name in ("harmonic_prior", "pretrained", "continuity_weight"):
             if getattr(self, name) and self.method != "ae":
                 raise MpeSslError(f"{name}: a setting of method 'ae', not {self.method!r}")
         for name in ("prior_nmf_iterations", "freeze_templates"):

@@ -75,6 +75,12 @@ class _Step:
 TERMS = ("supervised", "timbre", "percussion", "geometric", "support", "harmonic", "energy", "sparsity", "intl")
 
 
+def _copy_escape_step_to_host(module: "SelfSupervisedMPE", incompatible_keys) -> None:
+    """After ``load_state_dict`` (a resumed fit, a loaded checkpoint): refresh the host copy
+    of the ``escape_step`` buffer that ``stream_weight`` reads."""
+    module._escape_at = int(module.escape_step)
+
+
 class SelfSupervisedMPE(MPESystem):
     """Supervised loss plus any weighted subset of the self-supervised objectives.
 
@@ -206,6 +212,8 @@ class SelfSupervisedMPE(MPESystem):
                 raise MpeSslError("stream_weight_ramp_from_escape: needs stream_weight_ramp and the supervised term")
             # optimiser step of the escape from blank; -1 until it happens (saved in checkpoints)
             self.register_buffer("escape_step", torch.tensor(-1, dtype=torch.long))
+            self._escape_at = -1  # host copy, read every step without a device sync
+            self.register_load_state_dict_post_hook(_copy_escape_step_to_host)
         if intl_view not in ("timbre", "percussion"):
             raise MpeSslError(f"intl_view: {intl_view!r} is not 'timbre' or 'percussion'")
         if intl_axis not in ("feature", "sample"):
@@ -295,7 +303,7 @@ class SelfSupervisedMPE(MPESystem):
             return weight
         start, end = self.stream_weight_ramp
         if self.escape_threshold is not None:
-            escape = int(self.escape_step)
+            escape = self._escape_at
             if escape < 0:  # still blank: plain weights
                 return 1.0
             start, end = start + escape, end + escape
@@ -426,20 +434,25 @@ class SelfSupervisedMPE(MPESystem):
         """Record the escape from blank: the first step at which, of the supervised samples'
         frames with a true note, fewer than ``escape_threshold`` are predicted blank.
 
-        ``targets`` (batch, bins, frames) are the labels at the supervised samples' rows.
+        ``targets`` (batch, bins, frames) are the labels at the supervised samples' rows. The
+        fraction is logged as ``train/supervised_blank_fraction`` (NaN for a batch without a
+        voiced frame): pooled over DDP ranks until the escape, this rank's own after it, when
+        the step neither syncs nor reduces.
         """
         index = torch.cat([step.groups[s] for s in labelled])
         voiced = targets[index].amax(dim=1) > 0.5  # (n, frames): frames with a true note
         blank = (step.logits[index] <= 0).all(dim=1)  # no bin's sigmoid above 0.5
         counts = torch.stack([(voiced & blank).sum(), voiced.sum()]).float()
-        if self._trainer is not None and self.trainer.world_size > 1:
+        escaped = self._escape_at >= 0
+        if not escaped and self._trainer is not None and self.trainer.world_size > 1:
             counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
-        if counts[1] == 0:  # silent batch: nothing to judge by
-            return
-        fraction = counts[0] / counts[1]
+        fraction = counts[0] / counts[1]  # NaN for a silent batch
         self.log("train/supervised_blank_fraction", fraction, batch_size=len(index))
-        if self.escape_step < 0 and fraction < self.escape_threshold:
+        if escaped or counts[1] == 0:  # escaped already, or nothing to judge by
+            return
+        if fraction < self.escape_threshold:
             self.escape_step.fill_(self.global_step)
+            self._escape_at = self.global_step
             start, end = self.stream_weight_ramp
             rank_zero_info(
                 f"escape from blank at step {self.global_step} ({100 * float(fraction):.0f}% of the labelled voiced "

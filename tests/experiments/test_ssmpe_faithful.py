@@ -8,6 +8,7 @@ import math
 import shutil
 
 import pytest
+import torch
 import yaml
 
 from tests.experiments import load_experiment
@@ -73,7 +74,7 @@ def test_the_oracle_trains_on_the_ss_domain_with_its_labels(script, tmp_path):
     config = script.make_config("remedy/stopgrad+ss-x4-escape", escape["remedy/stopgrad+ss-x4-escape"], args, runs=tmp_path)
     keyed = lightning_cli(["--config", str(config)], run=False).model
     assert keyed.escape_threshold == 0.5 and keyed.stream_weight("ss", "unlabelled", 875) == 1.0  # not escaped yet
-    keyed.escape_step.fill_(600)
+    keyed.load_state_dict({**keyed.state_dict(), "escape_step": torch.tensor(600)})  # as a checkpoint escaped at 600
     assert keyed.stream_weight("ss", "unlabelled", 725) == 2.5
 
 
@@ -89,7 +90,6 @@ def test_a_shorter_excerpt_reaches_both_training_streams_and_keeps_the_quarter_s
 
 
 def test_the_grid_probe_counts_peaks_on_semitone_bins(script):
-    import torch
 
     locked = torch.zeros(440, 4, dtype=torch.bool)
     locked[[100, 205, 300], :] = True  # MIDI 41, 62, 81: semitone bins
@@ -109,6 +109,7 @@ def test_the_summary_keeps_every_condition_run_under_the_tag(script, tmp_path, m
         folder.mkdir(parents=True)
         (folder / "metrics.csv").write_text(f"step,val/labelled/f1,val/ssdomain/f1\n249,{f1},{f1}\n")
     assert script.conditions_run() == ["closed/supervised", "share/s2", "remedy/ema"]
+    script.add_wall_time(tmp_path / "runs" / "share/s2", 150.4, 0)  # the others are still running
     args = script.build_parser().parse_args(["--steps", "250"])
     script.make_config("remedy/ema", script.conditions(["remedy"], [], 4, ["ema"])["remedy/ema"], args, tmp_path / "runs")
     script.main(["--tag", "", "--groups", "share", "--shares", "2", "--summarise-only"])
@@ -116,6 +117,8 @@ def test_the_summary_keeps_every_condition_run_under_the_tag(script, tmp_path, m
     # the SS share of each row comes from its own config (none written for the first two)
     assert all(f"| {name} | - | 250 |" in table for name in ("closed/supervised", "share/s2")), table
     assert "| remedy/ema | 4 | 250 |" in table, table
+    rows = {line.split(" | ")[0][2:]: line for line in table.splitlines()[2:]}
+    assert rows["share/s2"].endswith("| 150 |") and rows["closed/supervised"].endswith("| running |"), table
 
 
 def test_the_summary_keeps_the_rows_of_runs_a_new_checkout_no_longer_has(script, tmp_path, monkeypatch):
@@ -152,7 +155,6 @@ def test_the_summary_keeps_the_rows_of_runs_a_new_checkout_no_longer_has(script,
 
 def test_a_resumed_fit_gets_max_time_more_than_its_checkpoint_had_trained(script, tmp_path, monkeypatch):
     # Lightning restores the Timer's count from the checkpoint: the plain --max-time would stop at once
-    import torch
 
     monkeypatch.setattr(script, "RUNS", tmp_path)
     args = script.build_parser().parse_args(["--max-time", "00:01:10:00"])

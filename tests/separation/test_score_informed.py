@@ -156,6 +156,8 @@ def test_the_harmonic_prior_starts_f_at_nmfs_templates_and_the_step_size_decays(
         replace_iterations(settings, 1, method="nmf").check()
     with pytest.raises(MpeSslError, match="pretrained: a setting of method 'ae', not 'nmf'"):
         SeparationSettings(method="nmf", pretrained="model.ckpt").check()
+    with pytest.raises(MpeSslError, match="continuity_weight: a setting of method 'ae', not 'nmf'"):
+        SeparationSettings(method="nmf", continuity_weight=100.0).check()
     with pytest.raises(MpeSslError, match="harmonic_prior: the fit needs the score's unit layout"):
         fit_autoencoder(piece["V"], piece["L"], settings)
 

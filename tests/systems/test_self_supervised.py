@@ -399,9 +399,14 @@ def test_the_ramp_from_escape_waits_for_the_labelled_samples_to_leave_blank_then
     assert logged["train/supervised_blank_fraction"] == 0.0 and int(notes.escape_step) == 0
     assert "escape from blank at step 0 (0% of the labelled voiced frames blank): stream weights ramp over steps 0-20" in said
     assert [notes.stream_weight("ss", "unlabelled", t) for t in (0, 10, 20)] == [1.0, 2.5, 4.0]
-    notes.escape_step.fill_(100)  # escaped at step 100: the ramp runs 100..120
-    assert [notes.stream_weight("ss", "unlabelled", t) for t in (100, 110, 120)] == [1.0, 2.5, 4.0]
     assert "escape_step" in notes.state_dict()  # saved in checkpoints, so a resumed fit keeps it
+    # a loaded state (escaped at step 100) reaches the host copy the weights read: the ramp runs 100..120
+    notes.load_state_dict({**notes.state_dict(), "escape_step": torch.tensor(100)})
+    assert [notes.stream_weight("ss", "unlabelled", t) for t in (100, 110, 120)] == [1.0, 2.5, 4.0]
+    # once escaped, a blank batch is still logged (this rank's fraction) but changes nothing
+    notes.network.forward_with_latents = blank.network.forward_with_latents
+    notes.training_step(batch, 1)
+    assert logged["train/supervised_blank_fraction"] == 1.0 and int(notes.escape_step) == 100
     for bad in ({"stream_weight_ramp_from_escape": 1.0}, {"stream_weight_ramp": None}):
         with pytest.raises(MpeSslError, match="stream_weight_ramp_from_escape"):
             SelfSupervisedMPE(network=tiny_network(), **{**settings, **bad})
@@ -420,6 +425,7 @@ def test_a_resumed_fit_keeps_the_escape_step(rendered_root, tmp_path):
                     enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
     again.fit(resumed, datamodule=_mixed(rendered_root), ckpt_path=path, weights_only=False)
     assert int(resumed.escape_step) == 0
+    assert resumed.stream_weight("ss", "unlabelled", 20) == 4.0  # the ramp counts from the restored step
 
 
 @pytest.mark.parametrize("kwargs, key", [({"target_network": "student"}, "target_network"),
